@@ -1,0 +1,5 @@
+import sys
+
+from llmfbn.cli import main
+
+sys.exit(main())

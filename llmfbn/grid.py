@@ -1,0 +1,316 @@
+"""Neuron grid: the exact, invertible map between LLM neurons and Nifti voxels.
+
+Layer ``l`` is the axial slice ``z = l``; its ``width`` units fill an
+``nx × ny`` slice of near-square shape. Unit ``u`` of a layer sits at
+``x = u % nx, y = u // nx`` (x varies fastest, as in Nifti memory order).
+When ``width`` has no factor pair close to square, the slice is padded; the
+padding voxels lie outside the mask.
+
+This module needs numpy and nibabel only (no torch).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from llmfbn._utils import check_array_shape, write_atomic
+
+__all__ = ["NeuronGrid", "slice_shape"]
+
+GRID_FORMAT_VERSION = 1
+
+# A slice keeps an exact factor pair when its long side is at most this many
+# times its short side; otherwise it becomes a padded near-square.
+_MAX_ASPECT = 2.0
+
+
+def slice_shape(width):
+    """Choose the ``(nx, ny)`` shape of a layer slice holding ``width`` units.
+
+    Parameters
+    ----------
+    width : int
+        Number of units per layer.
+
+    Returns
+    -------
+    (nx, ny) : tuple of int
+        ``nx >= ny`` and ``nx * ny >= width``. The exact factor pair closest
+        to square when its aspect ratio is at most 2 (1536 -> 48 x 32),
+        otherwise the smallest near-square padded shape (1531 -> 40 x 39).
+    """
+    if not isinstance(width, (int, np.integer)) or isinstance(width, bool):
+        raise TypeError(f"'width' must be an int. {width!r} was provided.")
+    if width < 1:
+        raise ValueError(f"'width' must be >= 1. {width} was provided.")
+    ny = math.isqrt(width)
+    while width % ny:
+        ny -= 1
+    nx = width // ny
+    if nx / ny <= _MAX_ASPECT:
+        return int(nx), int(ny)
+    nx = math.isqrt(width - 1) + 1 if width > 1 else 1
+    ny = -(-width // nx)
+    return int(max(nx, ny)), int(min(nx, ny))
+
+
+class NeuronGrid:
+    """Place the neurons of an LLM on a pseudo-volumetric Nifti grid.
+
+    Parameters
+    ----------
+    n_layers : int
+        Number of recorded layers, one axial slice each.
+    width : int
+        Number of units (neurons) per layer.
+    layers : sequence of int, optional
+        Model layer index of each slice. Default ``range(n_layers)``.
+    model : str, optional
+        Name of the model the neurons belong to (stored in the sidecar).
+    signal : str, optional
+        Which activation the voxels hold (``"mlp"``, ``"mlp_out"``,
+        ``"residual"``); stored in the sidecar.
+    affine : array of shape (4, 4), optional
+        Voxel-to-world affine. Default identity: 1 mm voxels, no MNI space.
+
+    Attributes
+    ----------
+    shape : tuple (nx, ny, n_layers)
+        Spatial shape of every image on this grid.
+    """
+
+    def __init__(
+        self, n_layers, width, layers=None, model=None, signal=None, affine=None
+    ):
+        if int(n_layers) < 1:
+            raise ValueError(f"'n_layers' must be >= 1. {n_layers} was provided.")
+        self.n_layers = int(n_layers)
+        self.width = int(width)
+        self.nx, self.ny = slice_shape(self.width)
+        layers = list(range(self.n_layers)) if layers is None else list(layers)
+        if len(layers) != self.n_layers:
+            raise ValueError(
+                f"'layers' must list {self.n_layers} layer indices. "
+                f"{len(layers)} were provided."
+            )
+        self.layers = [int(layer) for layer in layers]
+        self.model = model
+        self.signal = signal
+        self.affine = np.eye(4) if affine is None else np.asarray(affine, float)
+        if self.affine.shape != (4, 4):
+            raise ValueError(
+                f"'affine' must have shape (4, 4). {self.affine.shape} was provided."
+            )
+
+    # -- geometry ---------------------------------------------------------
+
+    @property
+    def shape(self):
+        return (self.nx, self.ny, self.n_layers)
+
+    @property
+    def n_neurons(self):
+        return self.n_layers * self.width
+
+    @property
+    def n_padding(self):
+        """Padding voxels per slice (outside the mask)."""
+        return self.nx * self.ny - self.width
+
+    def voxel_of(self, layer_slot, unit):
+        """Voxel ``(i, j, k)`` of neuron ``unit`` in slice ``layer_slot``.
+
+        Accepts scalars or integer arrays of the same shape.
+        """
+        unit = np.asarray(unit)
+        layer_slot = np.asarray(layer_slot)
+        if np.any((unit < 0) | (unit >= self.width)):
+            raise ValueError(f"'unit' must lie in [0, {self.width}).")
+        if np.any((layer_slot < 0) | (layer_slot >= self.n_layers)):
+            raise ValueError(f"'layer_slot' must lie in [0, {self.n_layers}).")
+        return unit % self.nx, unit // self.nx, layer_slot
+
+    def neuron_of(self, i, j, k):
+        """Inverse of :meth:`voxel_of`: ``(layer_slot, unit)`` of a voxel."""
+        i, j, k = np.asarray(i), np.asarray(j), np.asarray(k)
+        unit = j * self.nx + i
+        if np.any((i < 0) | (i >= self.nx) | (j < 0) | (j >= self.ny)):
+            raise ValueError(f"voxel outside the {self.shape} grid.")
+        if np.any(unit >= self.width):
+            raise ValueError("voxel lies in the padding, outside the mask.")
+        return k, unit
+
+    def mask(self):
+        """Boolean array of shape ``(nx, ny, n_layers)``: True on neurons."""
+        in_slice = np.zeros(self.nx * self.ny, dtype=bool)
+        in_slice[: self.width] = True
+        in_slice = in_slice.reshape(self.ny, self.nx).T
+        return np.repeat(in_slice[:, :, None], self.n_layers, axis=2)
+
+    def mask_img(self):
+        """The grid's mask as a uint8 ``Nifti1Image``."""
+        img = nib.Nifti1Image(self.mask().astype(np.uint8), self.affine)
+        img.header.set_xyzt_units("mm")
+        return img
+
+    # -- data <-> images --------------------------------------------------
+
+    def to_volume(self, activations):
+        """Neuron array ``(..., n_layers, width)`` -> volume ``(nx, ny, n_layers, ...)``.
+
+        Leading axes (e.g. time) move to the end, as Nifti expects.
+        Padding voxels are 0.
+        """
+        activations = np.asarray(activations)
+        check_array_shape(
+            activations, (self.n_layers, self.width), "activations", trailing=True
+        )
+        lead = activations.shape[:-2]
+        padded = np.zeros(lead + (self.n_layers, self.ny * self.nx), activations.dtype)
+        padded[..., : self.width] = activations
+        # (..., L, ny, nx) -> (nx, ny, L, ...)
+        padded = padded.reshape(lead + (self.n_layers, self.ny, self.nx))
+        n_lead = len(lead)
+        order = (n_lead + 2, n_lead + 1, n_lead) + tuple(range(n_lead))
+        return padded.transpose(order)
+
+    def from_volume(self, volume):
+        """Inverse of :meth:`to_volume`: ``(nx, ny, n_layers, ...)`` -> ``(..., n_layers, width)``."""
+        volume = np.asarray(volume)
+        if volume.shape[:3] != self.shape:
+            raise ValueError(
+                f"Grid has shape {self.shape} but the volume has shape "
+                f"{volume.shape[:3]}."
+            )
+        n_lead = volume.ndim - 3
+        order = tuple(range(3, 3 + n_lead)) + (2, 1, 0)
+        data = volume.transpose(order).reshape(
+            volume.shape[3:] + (self.n_layers, self.nx * self.ny)
+        )
+        return data[..., : self.width]
+
+    def to_img(self, activations, dtype=np.float32):
+        """Write activations as a Nifti image on this grid.
+
+        Parameters
+        ----------
+        activations : array of shape (n_timepoints, n_layers, width) or (n_layers, width)
+            A 3-D input gives a 4-D image with time (tokens) last; a 2-D input
+            gives a 3-D map.
+        dtype : numpy dtype, default float32
+
+        Returns
+        -------
+        img : nibabel.Nifti1Image
+        """
+        volume = self.to_volume(np.asarray(activations, dtype=dtype))
+        img = nib.Nifti1Image(volume, self.affine)
+        img.header.set_data_dtype(dtype)
+        img.header.set_xyzt_units("mm", "sec")
+        if volume.ndim == 4:
+            img.header.set_zooms(img.header.get_zooms()[:3] + (1.0,))
+        return img
+
+    def from_img(self, img):
+        """Read an image on this grid back to ``(n_timepoints, n_layers, width)``.
+
+        A 3-D image gives ``(n_layers, width)``. Accepts a path or an image.
+        """
+        if isinstance(img, (str, Path)):
+            img = nib.load(img)
+        self.check_img(img)
+        return self.from_volume(np.asanyarray(img.dataobj))
+
+    def check_img(self, img):
+        """Raise ValueError if ``img`` is not on this grid (shape and affine)."""
+        if img.shape[:3] != self.shape:
+            raise ValueError(
+                f"Grid has shape {self.shape} ({self.n_layers} layers of "
+                f"{self.width} units) but the image has shape {img.shape[:3]}."
+            )
+        if not np.allclose(img.affine, self.affine):
+            raise ValueError("The image's affine differs from the grid's affine.")
+
+    def masked_to_neurons(self, masked):
+        """Reorder masker output to neuron order.
+
+        nilearn maskers return voxels in C order of ``(x, y, z)``. This maps an
+        array ``(n_samples, n_neurons)`` from ``NiftiMasker(mask_img=grid.mask_img())``
+        to ``(n_samples, n_layers, width)``.
+        """
+        masked = np.asarray(masked)
+        check_array_shape(masked, (self.n_neurons,), "masked", trailing=True)
+        out = np.zeros(masked.shape[:-1] + self.shape, dtype=masked.dtype)
+        out[..., self.mask()] = masked
+        out = np.moveaxis(out, (-3, -2, -1), (-1, -2, -3))
+        return out.reshape(masked.shape[:-1] + (self.n_layers, -1))[..., : self.width]
+
+    # -- sidecar ----------------------------------------------------------
+
+    def to_dict(self):
+        return {
+            "format_version": GRID_FORMAT_VERSION,
+            "model": self.model,
+            "signal": self.signal,
+            "layers": self.layers,
+            "width": self.width,
+            "shape": list(self.shape),
+            "affine": self.affine.tolist(),
+            "layout": "layer l -> slice z=l; unit u -> x = u % nx, y = u // nx",
+        }
+
+    @classmethod
+    def from_dict(cls, spec):
+        grid = cls(
+            n_layers=len(spec["layers"]),
+            width=spec["width"],
+            layers=spec["layers"],
+            model=spec.get("model"),
+            signal=spec.get("signal"),
+            affine=spec.get("affine"),
+        )
+        if list(grid.shape) != list(spec["shape"]):
+            raise ValueError(
+                f"grid.json gives shape {spec['shape']} but width {spec['width']} "
+                f"maps to {list(grid.shape)}."
+            )
+        return grid
+
+    def save(self, path):
+        """Write the JSON sidecar (``grid.json``) atomically."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path):
+        """Read a grid from ``grid.json`` (or from a folder holding one)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "grid.json"
+        if not path.exists():
+            raise FileNotFoundError(f"No grid sidecar at {path}.")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def same_layout(self, other):
+        """True when both grids place the same neurons on the same voxels."""
+        return (
+            self.layers == other.layers
+            and self.width == other.width
+            and np.allclose(self.affine, other.affine)
+        )
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, NeuronGrid)
+            and self.same_layout(other)
+            and self.model == other.model
+            and self.signal == other.signal
+        )
+
+    def __repr__(self):
+        return (
+            f"NeuronGrid(model={self.model!r}, signal={self.signal!r}, "
+            f"layers={self.n_layers}, width={self.width}, shape={self.shape})"
+        )

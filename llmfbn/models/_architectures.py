@@ -1,0 +1,194 @@
+"""Where each architecture family keeps its MLP neurons.
+
+One table, keyed by ``config.model_type``. Each entry names the ModuleList of
+transformer layers (dotted path from the top model) and, inside one layer, the
+MLP's *down projection*: the linear map whose input is the neuron vector
+``act(gate(x)) * up(x)`` (gated MLPs) or ``act(fc_in(x))`` (plain MLPs).
+Zeroing a unit of that input removes exactly that neuron's contribution.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["ARCHITECTURES", "SIGNALS", "NeuronLocation", "locate_neurons"]
+
+#: Recordable signals and what they are.
+SIGNALS = {
+    "mlp": "input of each layer's MLP down projection (one value per MLP neuron)",
+    "mlp_out": "output of each layer's MLP block (hidden size)",
+    "residual": "output of each transformer layer, the residual stream (hidden size)",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    layers: tuple  # candidate dotted paths of the layer ModuleList
+    down_proj: str  # dotted path of the down projection inside one layer
+    gated: bool
+
+
+_LLAMA_LIKE = Family(("model.layers",), "mlp.down_proj", gated=True)
+
+#: model_type -> Family
+ARCHITECTURES = {
+    # gated MLPs: down_proj(act(gate_proj(x)) * up_proj(x))
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+    "gemma": _LLAMA_LIKE,
+    "gemma2": _LLAMA_LIKE,
+    "phi3": _LLAMA_LIKE,
+    "olmo": _LLAMA_LIKE,
+    "olmo2": _LLAMA_LIKE,
+    # plain MLPs: fc_out(act(fc_in(x)))
+    "gpt2": Family(("transformer.h",), "mlp.c_proj", gated=False),
+    "gptj": Family(("transformer.h",), "mlp.fc_out", gated=False),
+    "gpt_neox": Family(("gpt_neox.layers",), "mlp.dense_4h_to_h", gated=False),
+    "opt": Family(("model.decoder.layers",), "fc2", gated=False),
+    "falcon": Family(("transformer.h",), "mlp.dense_4h_to_h", gated=False),
+    "bloom": Family(("transformer.h",), "mlp.dense_4h_to_h", gated=False),
+    "phi": Family(("model.layers",), "mlp.fc2", gated=False),
+    # encoders
+    "bert": Family(("bert.encoder.layer",), "output.dense", gated=False),
+    "roberta": Family(("roberta.encoder.layer",), "output.dense", gated=False),
+}
+
+
+@dataclass(frozen=True)
+class NeuronLocation:
+    """Resolved hook points of one model.
+
+    Attributes
+    ----------
+    model_type : str
+    layers_path : str
+        Dotted path of the layer ModuleList.
+    layer_paths : list of str
+        Dotted path of each transformer layer.
+    down_proj_paths : list of str
+        Dotted path of each layer's MLP down projection.
+    n_units : int
+        MLP neurons per layer (input width of the down projection).
+    hidden_size : int
+        Output width of the down projection (= residual width).
+    gated : bool
+    """
+
+    model_type: str
+    layers_path: str
+    layer_paths: list
+    down_proj_paths: list
+    n_units: int
+    hidden_size: int
+    gated: bool
+
+    @property
+    def n_layers(self):
+        return len(self.layer_paths)
+
+    def hook_path(self, signal, layer):
+        """Module whose hook yields ``signal`` at ``layer``; and hook kind."""
+        if signal == "mlp":
+            return self.down_proj_paths[layer], "input"
+        if signal == "mlp_out":
+            return self.down_proj_paths[layer], "output"
+        if signal == "residual":
+            return self.layer_paths[layer], "output"
+        raise ValueError(
+            f"'signal' must be one of {tuple(SIGNALS)}. {signal!r} was provided."
+        )
+
+    def signal_width(self, signal):
+        return self.n_units if signal == "mlp" else self.hidden_size
+
+
+def _linear_dims(module):
+    """(in_features, out_features) of an nn.Linear or a GPT-2 style Conv1D."""
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features, module.out_features
+    if hasattr(module, "nx") and hasattr(module, "nf"):  # transformers Conv1D
+        return module.nx, module.nf
+    weight = getattr(module, "weight", None)
+    if weight is not None and weight.ndim == 2:
+        return weight.shape[1], weight.shape[0]
+    raise TypeError(f"Cannot read the width of {type(module).__name__}.")
+
+
+def _mlp_like_modules(model, limit=12):
+    names = [
+        name
+        for name, _ in model.named_modules()
+        if any(key in name.rsplit(".", 1)[-1].lower() for key in ("mlp", "fc", "proj", "dense"))
+    ]
+    return names[:limit]
+
+
+def _find_layers(model, family):
+    for path in family.layers:
+        for candidate in (path, path.split(".", 1)[-1]):
+            try:
+                module = model.get_submodule(candidate)
+            except AttributeError:
+                continue
+            if isinstance(module, torch.nn.ModuleList):
+                return candidate, module
+    return None, None
+
+
+def locate_neurons(model):
+    """Find the MLP neuron hook points of a transformers model.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A causal LM, its base model, or a BERT-style encoder.
+
+    Returns
+    -------
+    NeuronLocation
+
+    Raises
+    ------
+    ValueError
+        When the architecture is not in the table, or the expected modules are
+        missing; the message lists what the model does have.
+    """
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    family = ARCHITECTURES.get(model_type)
+    if family is None:
+        raise ValueError(
+            f"Architecture {model_type!r} ({type(model).__name__}) is not in "
+            f"llmfbn's table of neuron locations. Supported: "
+            f"{sorted(ARCHITECTURES)}. MLP-like modules this model has: "
+            f"{_mlp_like_modules(model)}."
+        )
+    layers_path, layers = _find_layers(model, family)
+    if layers is None:
+        top = [name for name, _ in model.named_children()]
+        raise ValueError(
+            f"No layer list at {list(family.layers)} in this {model_type} model "
+            f"({type(model).__name__}); its top-level modules are {top}."
+        )
+    layer_paths = [f"{layers_path}.{i}" for i in range(len(layers))]
+    down_paths = [f"{p}.{family.down_proj}" for p in layer_paths]
+    try:
+        down = model.get_submodule(down_paths[0])
+    except AttributeError as err:
+        raise ValueError(
+            f"Layer {layer_paths[0]} of this {model_type} model has no "
+            f"'{family.down_proj}'; its modules are "
+            f"{[n for n, _ in layers[0].named_modules() if n]}."
+        ) from err
+    n_units, hidden = _linear_dims(down)
+    return NeuronLocation(
+        model_type=model_type,
+        layers_path=layers_path,
+        layer_paths=layer_paths,
+        down_proj_paths=down_paths,
+        n_units=int(n_units),
+        hidden_size=int(hidden),
+        gated=family.gated,
+    )

@@ -1,0 +1,19 @@
+"""Recording: run a model over texts and write its neurons as Nifti images."""
+
+from llmfbn.recording._capture import ActivationRecorder
+from llmfbn.recording._layout import RecordingLayout, bids_label
+from llmfbn.recording._plan import plan_runs
+from llmfbn.recording._record import Recording, record, record_activations
+from llmfbn.recording._texts import TextSet, read_texts
+
+__all__ = [
+    "ActivationRecorder",
+    "Recording",
+    "RecordingLayout",
+    "TextSet",
+    "bids_label",
+    "plan_runs",
+    "read_texts",
+    "record",
+    "record_activations",
+]

@@ -1,0 +1,139 @@
+"""Capture one neuron signal at every token of a batch of texts."""
+
+import torch
+
+from llmfbn.hooks import HookGroup, StopForward, first_tensor
+from llmfbn.models import SIGNALS, locate_neurons
+from llmfbn._utils import check_choice
+
+__all__ = ["ActivationRecorder", "pad_batch"]
+
+
+def pad_batch(token_ids, pad_id):
+    """Right-pad lists of token ids.
+
+    Returns
+    -------
+    input_ids, attention_mask : LongTensor of shape (batch, max_len)
+    """
+    max_len = max(len(ids) for ids in token_ids)
+    input_ids = torch.full((len(token_ids), max_len), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(token_ids), max_len), dtype=torch.long)
+    for row, ids in enumerate(token_ids):
+        input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
+
+
+class ActivationRecorder:
+    """Record ``signal`` at ``layers`` during forward passes of ``model``.
+
+    Use it as a context manager; inside, :meth:`record` runs one batch and
+    returns the activations of its real (non-pad) tokens. The forward pass
+    stops right after the last recorded layer, so the LM head and any later
+    layer are never computed.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+    signal : {"mlp", "mlp_out", "residual"}, default "mlp"
+        ``"mlp"``: input of each layer's MLP down projection, one value per
+        MLP neuron. ``"mlp_out"``: the MLP block's output. ``"residual"``: the
+        transformer layer's output.
+    layers : sequence of int, optional
+        Model layers to record, in increasing order. Default: all.
+    stop_early : bool, default True
+        End the forward pass after the last recorded layer.
+    """
+
+    def __init__(self, model, signal="mlp", layers=None, stop_early=True):
+        check_choice(signal, SIGNALS, "signal")
+        self.model = model
+        self.signal = signal
+        self.location = locate_neurons(model)
+        n_layers = self.location.n_layers
+        self.layers = list(range(n_layers)) if layers is None else [int(x) for x in layers]
+        if not self.layers:
+            raise ValueError("'layers' must name at least one layer. [] was provided.")
+        bad = [x for x in self.layers if not 0 <= x < n_layers]
+        if bad:
+            raise ValueError(
+                f"'layers' must lie in [0, {n_layers}) for this model. {bad} were provided."
+            )
+        if self.layers != sorted(set(self.layers)):
+            raise ValueError(f"'layers' must be increasing and unique. {self.layers} was provided.")
+        self.width = self.location.signal_width(signal)
+        self.stop_early = stop_early
+        self._hooks = None
+        self._buffer = None
+        self._filled = None
+
+    def _make_hook(self, slot, on, is_last):
+        def store(tensor):
+            batch, seq = self._buffer.shape[:2]
+            # Some models (OPT) flatten (batch, seq) before the MLP.
+            self._buffer[:, :, slot, :] = tensor.reshape(batch, seq, -1)
+            self._filled[slot] = True
+            if is_last and self.stop_early:
+                raise StopForward
+
+        if on == "input":
+            return lambda module, args: store(first_tensor(args))
+        return lambda module, args, output: store(first_tensor(output))
+
+    def __enter__(self):
+        self._hooks = HookGroup(self.model)
+        try:
+            for slot, layer in enumerate(self.layers):
+                path, on = self.location.hook_path(self.signal, layer)
+                is_last = slot == len(self.layers) - 1
+                self._hooks.add(path, self._make_hook(slot, on, is_last), on=on)
+        except BaseException:
+            self._hooks.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self._hooks.close()
+        self._buffer = None
+        return False
+
+    def record(self, token_ids, pad_id=0):
+        """Run one batch; return each text's activations.
+
+        Parameters
+        ----------
+        token_ids : list of list of int
+            One list of token ids per text (no padding).
+        pad_id : int
+            Token id used for padding (masked out; never recorded).
+
+        Returns
+        -------
+        list of float32 tensors of shape (n_tokens_i, n_layers, width)
+        """
+        if self._hooks is None or not len(self._hooks):
+            raise RuntimeError("Use ActivationRecorder inside a `with` block.")
+        input_ids, attention_mask = pad_batch(token_ids, pad_id)
+        device = next(self.model.parameters()).device
+        self._buffer = torch.zeros(
+            input_ids.shape + (len(self.layers), self.width), dtype=torch.float32,
+            device=device,
+        )
+        self._filled = [False] * len(self.layers)
+        with torch.inference_mode():
+            try:
+                self.model(
+                    input_ids=input_ids.to(device),
+                    attention_mask=attention_mask.to(device),
+                    use_cache=False,
+                )
+            except StopForward:
+                pass
+        if not all(self._filled):
+            missing = [layer for layer, ok in zip(self.layers, self._filled) if not ok]
+            raise RuntimeError(f"The forward pass never reached layers {missing}.")
+        buffer = self._buffer.cpu()
+        self._buffer = None
+        lengths = attention_mask.sum(dim=1).tolist()
+        return [buffer[row, :n] for row, n in enumerate(lengths)]

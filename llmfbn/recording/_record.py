@@ -1,0 +1,311 @@
+"""Record an LLM's neurons over texts into Nifti images (model -> images)."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from llmfbn import __version__
+from llmfbn._utils import check_choice, check_positive_int, log
+from llmfbn.grid import NeuronGrid
+from llmfbn.models import SIGNALS, LoadedModel, load_model
+from llmfbn.recording._capture import ActivationRecorder
+from llmfbn.recording._layout import (
+    RecordingLayout,
+    bids_label,
+    escape_token,
+    float16_overflow,
+)
+from llmfbn.recording._plan import plan_runs
+from llmfbn.recording._texts import read_texts
+
+__all__ = ["Recording", "record", "record_activations"]
+
+DTYPES = ("float32", "float16")
+
+# Pieces sorted by length within a window of this many batches, to cut padding.
+_SORT_WINDOW_BATCHES = 4
+
+
+@dataclass
+class Recording:
+    """What :func:`record` wrote.
+
+    Attributes
+    ----------
+    out_dir : Path
+    grid : NeuronGrid
+    bold_files : list of Path
+        Every finished run of this task, in run order.
+    mask_file : Path
+    n_runs_written, n_runs_skipped : int
+        Runs recorded now, and runs found finished from an earlier call.
+    n_tokens_written : int
+    summary : dict
+        Counts for the whole task (also in ``*_summary.json``).
+    """
+
+    out_dir: Path
+    grid: NeuronGrid
+    bold_files: list
+    mask_file: Path
+    n_runs_written: int = 0
+    n_runs_skipped: int = 0
+    n_tokens_written: int = 0
+    summary: dict = field(default_factory=dict)
+
+
+def _as_loaded(model, verbose):
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, (str, Path)):
+        return load_model(model, verbose=verbose)
+    raise TypeError(
+        f"'model' must be a model name, a path or a LoadedModel. "
+        f"{type(model).__name__} was provided."
+    )
+
+
+def _pad_id(tokenizer):
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id):
+        if candidate is not None:
+            return candidate
+    return 0
+
+
+def iter_piece_activations(recorder, pieces, batch_size, pad_id, on_batch=None):
+    """Yield ``(index, activations)`` for each piece, batching by similar length.
+
+    ``activations`` is a float32 array of shape (n_tokens, n_layers, width).
+    Pieces are sorted by length within windows of a few batches, so memory is
+    bounded by the window, not by the number of pieces.
+    """
+    window = batch_size * _SORT_WINDOW_BATCHES
+    for start in range(0, len(pieces), window):
+        order = sorted(range(start, min(start + window, len(pieces))),
+                       key=lambda i: len(pieces[i].token_ids))
+        for b in range(0, len(order), batch_size):
+            batch = order[b:b + batch_size]
+            acts = recorder.record([pieces[i].token_ids for i in batch], pad_id)
+            for i, act in zip(batch, acts):
+                yield i, act.numpy()
+            if on_batch is not None:
+                on_batch(sum(len(pieces[i].token_ids) for i in batch))
+
+
+def record_activations(model, texts, signal="mlp", layers=None, max_tokens=256,
+                       batch_size=8, verbose=0):
+    """Record activations in memory, one array per text.
+
+    Parameters
+    ----------
+    model : LoadedModel or str
+    texts : list of str
+        Non-empty texts; each is truncated to ``max_tokens`` tokens.
+    signal : {"mlp", "mlp_out", "residual"}, default "mlp"
+    layers : sequence of int, optional
+        Default: every layer.
+    max_tokens : int, default 256
+    batch_size : int, default 8
+
+    Returns
+    -------
+    list of float32 arrays of shape (n_tokens_i, n_layers, width)
+    """
+    loaded = _as_loaded(model, verbose)
+    textset = read_texts(list(texts))
+    if textset.n_skipped_empty:
+        raise ValueError("'texts' must all be non-empty for record_activations.")
+    runs, _ = plan_runs(loaded.tokenizer, textset, max_tokens=max_tokens)
+    pieces = [run.pieces[0] for run in runs]
+    out = [None] * len(pieces)
+    with ActivationRecorder(loaded.model, signal=signal, layers=layers) as recorder:
+        for i, act in iter_piece_activations(recorder, pieces, batch_size,
+                                             _pad_id(loaded.tokenizer)):
+            out[i] = act
+    return out
+
+
+def _events(tokenizer, pieces):
+    rows = []
+    onset = 0
+    for piece in pieces:
+        strings = tokenizer.batch_decode([[t] for t in piece.token_ids])
+        for position, (token_id, string) in enumerate(zip(piece.token_ids, strings)):
+            rows.append({
+                "onset": onset, "duration": 1,
+                "trial_type": "token" if piece.label is None else piece.label,
+                "token": escape_token(string) or "n/a", "token_id": token_id,
+                "text_index": piece.text_index, "position": position,
+            })
+            onset += 1
+    return rows
+
+
+def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
+           layers=None, max_tokens=256, batch_size=8, texts_per_run=1,
+           long_texts="truncate", limit=None, text_column=None,
+           label_column=None, dtype="float32", compress=False, verbose=1):
+    """Record every MLP neuron at every token into a folder of Nifti images.
+
+    One model is one subject, the input is one task, and each text (or
+    ``texts_per_run`` texts concatenated in time) is one run: a 4-D image of
+    shape ``(nx, ny, n_layers, n_tokens)`` on the model's :class:`NeuronGrid`.
+    Runs are written as they finish (memory is bounded by the batch, not by
+    the corpus); calling again with the same arguments resumes, skipping
+    finished runs. See :mod:`llmfbn.recording._layout` for the folder layout.
+
+    Parameters
+    ----------
+    model : LoadedModel or str
+        A loaded model, or a name for :func:`llmfbn.load_model`.
+    texts : str, Path or list of str
+        A ``.txt``/``.raw`` (one text per line), ``.jsonl``, ``.csv`` or
+        ``.tsv`` file, or the texts themselves. Empty texts are skipped with a
+        warning and counted.
+    out_dir : str or Path
+    task : str, optional
+        BIDS task label. Default: the input file's stem, or ``"texts"``.
+    subject : str, optional
+        BIDS subject label. Default: derived from the model name
+        (``smollm2-135m`` -> ``smollm2135m``).
+    signal : {"mlp", "mlp_out", "residual"}, default "mlp"
+        ``"mlp"`` is the input of each MLP down projection (the neurons);
+        ``"mlp_out"`` the MLP output; ``"residual"`` the layer output.
+    layers : sequence of int, optional
+        Layers to record. Default: all. The forward pass stops after the last.
+    max_tokens : int, default 256
+        Most tokens per text (per forward pass).
+    batch_size : int, default 8
+    texts_per_run : int, default 1
+    long_texts : {"truncate", "split"}, default "truncate"
+        What to do with texts over ``max_tokens``: keep the first part (the
+        cut is counted in the sidecar), or split into consecutive pieces.
+    limit : int, optional
+        Record only the first ``limit`` non-empty texts.
+    text_column, label_column : str, optional
+        Columns of a .jsonl/.csv/.tsv input. ``text_column`` defaults to
+        ``"text"``; labels become the events' ``trial_type``.
+    dtype : {"float32", "float16"}, default "float32"
+        Image data type. ``"float16"`` refuses values that overflow it.
+    compress : bool, default False
+        Write ``.nii.gz``. Off by default: activations barely compress (about
+        10 %), gzip costs CPU time, and uncompressed ``.nii`` files memory-map.
+    verbose : int, default 1
+        0 is silent; 1 shows a progress bar and a summary.
+
+    Returns
+    -------
+    Recording
+    """
+    check_choice(signal, SIGNALS, "signal")
+    check_choice(dtype, DTYPES, "dtype")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(limit, "limit", allow_none=True)
+    textset = read_texts(texts, text_column=text_column, label_column=label_column)
+    if limit is not None:
+        for key in ("texts", "indices"):
+            setattr(textset, key, getattr(textset, key)[:limit])
+        if textset.labels is not None:
+            textset.labels = textset.labels[:limit]
+    loaded = _as_loaded(model, verbose)
+    if task is None:
+        task = bids_label(Path(textset.source).stem) if textset.source != "<list>" else "texts"
+    subject = bids_label(loaded.name) if subject is None else subject
+
+    runs, stats = plan_runs(loaded.tokenizer, textset, max_tokens=max_tokens,
+                            texts_per_run=texts_per_run, long_texts=long_texts)
+    with ActivationRecorder(loaded.model, signal=signal, layers=layers) as recorder:
+        grid = NeuronGrid(len(recorder.layers), recorder.width, layers=recorder.layers,
+                          model=loaded.name, signal=signal)
+        layout = RecordingLayout(out_dir, subject, task, compress=compress)
+        identity = {"model": loaded.name, "weights_hash": loaded.weights_hash,
+                    "signal": signal, "architecture": recorder.location.model_type}
+        removed = layout.prepare(grid, identity)
+        if removed:
+            log(f"Removed {removed} temporary files left by an interrupted run.", verbose)
+        todo = [run for run in runs if not layout.is_done(run.number, run.input_hash)]
+        n_skipped = len(runs) - len(todo)
+        if n_skipped:
+            log(f"Resuming: {n_skipped} of {len(runs)} runs already recorded.", verbose)
+
+        entries = [(run, k) for run in todo for k in range(len(run.pieces))]
+        pieces = [run.pieces[k] for run, k in entries]
+        pending = {run.number: [None] * len(run.pieces) for run in todo}
+        sidecar_common = {
+            "TaskName": task, "RepetitionTime": 1.0, "Model": loaded.name,
+            "ModelSource": loaded.source, "WeightsHash": loaded.weights_hash,
+            "Architecture": recorder.location.model_type, "Signal": signal,
+            "SignalDescription": SIGNALS[signal], "Layers": recorder.layers,
+            "Units": recorder.width, "MaxTokens": max_tokens,
+            "TextsPerRun": texts_per_run, "LongTexts": long_texts,
+            "DataType": dtype, "InputFile": textset.source,
+            "GeneratedBy": f"llmfbn {__version__}",
+        }
+        n_tokens_written = 0
+        progress = tqdm(total=sum(run.n_tokens for run in todo), unit="tok",
+                        desc=f"record {task}", disable=verbose < 1)
+        with progress:
+            for i, act in iter_piece_activations(recorder, pieces, batch_size,
+                                                 _pad_id(loaded.tokenizer),
+                                                 on_batch=progress.update):
+                run, k = entries[i]
+                parts = pending[run.number]
+                parts[k] = act
+                if any(part is None for part in parts):
+                    continue
+                data = np.concatenate(parts, axis=0)
+                del pending[run.number]
+                _check_values(data, dtype, run, layout)
+                sidecar = dict(sidecar_common)
+                sidecar.update(_run_fields(run))
+                layout.write_run(run.number, grid.to_img(data, dtype=np.dtype(dtype)),
+                                 _events(loaded.tokenizer, run.pieces), sidecar)
+                n_tokens_written += run.n_tokens
+
+    summary = {
+        "task": task, "subject": subject, "input": textset.source,
+        "n_texts_in_input": len(textset.texts) + textset.n_skipped_empty,
+        "n_skipped_empty": textset.n_skipped_empty, **stats,
+        "limit": limit, "n_runs": len(runs),
+        "n_tokens": sum(run.n_tokens for run in runs),
+    }
+    layout.write_summary(summary)
+    recording = Recording(
+        out_dir=Path(out_dir), grid=grid, bold_files=layout.bold_files(),
+        mask_file=Path(out_dir) / "mask.nii.gz", n_runs_written=len(todo),
+        n_runs_skipped=n_skipped, n_tokens_written=n_tokens_written, summary=summary,
+    )
+    log(f"Recorded {len(todo)} runs ({n_tokens_written} tokens) into {layout.func_dir}; "
+        f"{n_skipped} already there. Grid {grid.shape}, signal {signal!r}.", verbose)
+    return recording
+
+
+def _run_fields(run):
+    labels = [p.label for p in run.pieces]
+    return {
+        "NumberOfTokens": run.n_tokens,
+        "TextIndices": [p.text_index for p in run.pieces],
+        "TextParts": [p.part for p in run.pieces],
+        "Labels": labels if any(x is not None for x in labels) else None,
+        "TruncatedTexts": sum(p.n_dropped > 0 for p in run.pieces),
+        "TokensDropped": sum(p.n_dropped for p in run.pieces),
+        "InputHash": run.input_hash,
+    }
+
+
+def _check_values(data, dtype, run, layout):
+    if not np.isfinite(data).all():
+        raise ValueError(
+            f"Run {run.number} has non-finite activations (texts "
+            f"{[p.text_index for p in run.pieces]}); nothing was written for it."
+        )
+    if dtype == "float16":
+        peak = float16_overflow(data)
+        if peak is not None:
+            raise ValueError(
+                f"Run {run.number} has activations up to {peak:.4g}, beyond float16's "
+                f"range (65504); use dtype='float32'. Nothing was written for it."
+            )
+

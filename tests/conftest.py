@@ -1,0 +1,133 @@
+"""Shared fixtures: tiny random models of every family, a word-level tokenizer,
+and (for integration tests) the embedded SmolLM2 model."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+import transformers as tf  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
+
+from llmfbn.models import LoadedModel  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+VOCAB_SIZE = 64
+
+WORDS = (
+    "the a cat dog sat ran on mat far away and is was it good bad film very "
+    "not of to in we you they he she red blue big small house tree sun moon "
+    "water fire one two three four five six seven eight nine ten , . ! ?"
+).split()
+
+_SMALL = dict(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, vocab_size=VOCAB_SIZE)
+_GATED = dict(_SMALL, intermediate_size=24, num_key_value_heads=1, pad_token_id=0,
+              bos_token_id=0, eos_token_id=0)
+
+#: family -> (config factory, intermediate width). Tiny, random, no download.
+TINY_CONFIGS = {
+    "llama": lambda: tf.LlamaConfig(**_GATED),
+    "mistral": lambda: tf.MistralConfig(**_GATED),
+    "qwen2": lambda: tf.Qwen2Config(**_GATED),
+    "qwen3": lambda: tf.Qwen3Config(**_GATED, head_dim=8),
+    "gemma": lambda: tf.GemmaConfig(**_GATED, head_dim=8),
+    "gemma2": lambda: tf.Gemma2Config(**_GATED, head_dim=8),
+    "phi3": lambda: tf.Phi3Config(**_GATED),
+    "olmo": lambda: tf.OlmoConfig(**_GATED),
+    "gpt2": lambda: tf.GPT2Config(n_embd=16, n_layer=3, n_head=2, n_inner=24,
+                                  vocab_size=VOCAB_SIZE, n_positions=128,
+                                  bos_token_id=0, eos_token_id=0),
+    "gptj": lambda: tf.GPTJConfig(n_embd=16, n_layer=3, n_head=2, n_inner=24, rotary_dim=4,
+                                  vocab_size=VOCAB_SIZE, n_positions=128,
+                                  bos_token_id=0, eos_token_id=0),
+    "gpt_neox": lambda: tf.GPTNeoXConfig(**_SMALL, intermediate_size=24,
+                                         bos_token_id=0, eos_token_id=0),
+    "opt": lambda: tf.OPTConfig(hidden_size=16, ffn_dim=24, num_hidden_layers=3,
+                                num_attention_heads=2, vocab_size=VOCAB_SIZE,
+                                word_embed_proj_dim=16, pad_token_id=0,
+                                bos_token_id=0, eos_token_id=0),
+    "falcon": lambda: tf.FalconConfig(hidden_size=16, num_hidden_layers=3,
+                                      num_attention_heads=2, vocab_size=VOCAB_SIZE,
+                                      bos_token_id=0, eos_token_id=0),
+    "bloom": lambda: tf.BloomConfig(hidden_size=16, n_layer=3, n_head=2, vocab_size=VOCAB_SIZE,
+                                    bos_token_id=0, eos_token_id=0, pad_token_id=0),
+    "phi": lambda: tf.PhiConfig(**_SMALL, intermediate_size=24,
+                                bos_token_id=0, eos_token_id=0),
+    "bert": lambda: tf.BertConfig(**_SMALL, intermediate_size=24, pad_token_id=0),
+}
+
+
+def make_tokenizer():
+    """A word-level tokenizer over :data:`WORDS` (unknown words -> [UNK])."""
+    vocab = {"[PAD]": 0, "[UNK]": 1}
+    for word in WORDS:
+        vocab.setdefault(word, len(vocab))
+    assert len(vocab) <= VOCAB_SIZE
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.decoder = decoders.WordPiece()
+    return tf.PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", eos_token="[PAD]"
+    )
+
+
+def make_model(family, seed=0):
+    """A tiny random-initialised model of ``family`` in eval mode."""
+    torch.manual_seed(seed)
+    config = TINY_CONFIGS[family]()
+    if family == "bert":
+        model = tf.BertModel(config)
+    else:
+        model = tf.AutoModelForCausalLM.from_config(config)
+    return model.eval()
+
+
+def make_loaded(family="llama", seed=0):
+    return LoadedModel(make_model(family, seed), make_tokenizer(), name=f"tiny-{family}",
+                       source="random init", weights_hash=f"seed:{seed}")
+
+
+@pytest.fixture
+def tiny_llama():
+    return make_loaded("llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny Llama saved as a local Hugging Face model folder (for CLI tests)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    loaded = make_loaded("llama")
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def texts():
+    return [
+        "the cat sat on the mat .",
+        "a dog ran far away",
+        "the sun is big and the moon is small",
+        "one two three",
+        "it was a very good film , not a bad film !",
+        "red house",
+    ]
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The embedded SmolLM2-135M-Instruct (integration tests only)."""
+    from llmfbn.models import load_model
+
+    return load_model("smollm2-135m")
+
+
+def shared_data(relative):
+    """Path of a file in ../shared/data, or skip when this checkout has none."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"{path} is not available beside this checkout")
+    return path
