@@ -44,8 +44,8 @@ def _add_record_parser(subparsers):
     p.add_argument("--limit", type=int, help="record only the first N non-empty texts")
     p.add_argument("--text-column", help="text field of .jsonl/.csv/.tsv input (default 'text')")
     p.add_argument("--label-column", help="label field, written as the events' trial_type")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16"),
-                   help="image data type (default float32)")
+    p.add_argument("--dtype", default="float32",
+                   help="image data type: float32 (default) or float64; NIfTI has no float16")
     p.add_argument("--compress", action="store_true",
                    help="write .nii.gz instead of .nii (slower, ~10%% smaller)")
     p.add_argument("--trust-remote-code", action="store_true",

@@ -98,7 +98,7 @@ def tiny_llama():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny Llama saved as a local Hugging Face model folder (for CLI tests)."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
+    folder = tmp_path_factory.mktemp("tiny-llama", numbered=False)
     loaded = make_loaded("llama")
     loaded.model.save_pretrained(folder)
     loaded.tokenizer.save_pretrained(folder)

@@ -206,8 +206,3 @@ class RecordingLayout:
         done = sorted(self.func_dir.glob(f"sub-{self.subject}_task-{self.task}_run-*_bold.json"))
         return [p.with_name(p.name[: -len(".json")] + self.extension) for p in done]
 
-
-def float16_overflow(array):
-    """Largest absolute value when it overflows float16, else None."""
-    peak = float(np.max(np.abs(array))) if array.size else 0.0
-    return peak if peak > np.finfo(np.float16).max else None

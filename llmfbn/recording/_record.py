@@ -11,18 +11,13 @@ from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.grid import NeuronGrid
 from llmfbn.models import SIGNALS, LoadedModel, load_model
 from llmfbn.recording._capture import ActivationRecorder
-from llmfbn.recording._layout import (
-    RecordingLayout,
-    bids_label,
-    escape_token,
-    float16_overflow,
-)
+from llmfbn.recording._layout import RecordingLayout, bids_label, escape_token
 from llmfbn.recording._plan import plan_runs
 from llmfbn.recording._texts import read_texts
 
 __all__ = ["Recording", "record", "record_activations"]
 
-DTYPES = ("float32", "float16")
+DTYPES = ("float32", "float64")
 
 # Pieces sorted by length within a window of this many batches, to cut padding.
 _SORT_WINDOW_BATCHES = 4
@@ -187,8 +182,9 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     text_column, label_column : str, optional
         Columns of a .jsonl/.csv/.tsv input. ``text_column`` defaults to
         ``"text"``; labels become the events' ``trial_type``.
-    dtype : {"float32", "float16"}, default "float32"
-        Image data type. ``"float16"`` refuses values that overflow it.
+    dtype : {"float32", "float64"}, default "float32"
+        Image data type. NIfTI has no 16-bit float type, so ``"float16"`` is
+        refused with an explanation; use ``compress=True`` to save disk.
     compress : bool, default False
         Write ``.nii.gz``. Off by default: activations barely compress (about
         10 %), gzip costs CPU time, and uncompressed ``.nii`` files memory-map.
@@ -200,6 +196,12 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     Recording
     """
     check_choice(signal, SIGNALS, "signal")
+    if dtype == "float16":
+        raise ValueError(
+            "'dtype' must be one of ('float32', 'float64'). 'float16' was provided: "
+            "NIfTI-1/2 define no 16-bit float type, so nibabel and nilearn cannot "
+            "store or read one. Use float32 (and --compress to save disk)."
+        )
     check_choice(dtype, DTYPES, "dtype")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(limit, "limit", allow_none=True)
@@ -257,7 +259,7 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
                     continue
                 data = np.concatenate(parts, axis=0)
                 del pending[run.number]
-                _check_values(data, dtype, run, layout)
+                _check_finite(data, run)
                 sidecar = dict(sidecar_common)
                 sidecar.update(_run_fields(run))
                 layout.write_run(run.number, grid.to_img(data, dtype=np.dtype(dtype)),
@@ -295,17 +297,9 @@ def _run_fields(run):
     }
 
 
-def _check_values(data, dtype, run, layout):
+def _check_finite(data, run):
     if not np.isfinite(data).all():
         raise ValueError(
             f"Run {run.number} has non-finite activations (texts "
             f"{[p.text_index for p in run.pieces]}); nothing was written for it."
         )
-    if dtype == "float16":
-        peak = float16_overflow(data)
-        if peak is not None:
-            raise ValueError(
-                f"Run {run.number} has activations up to {peak:.4g}, beyond float16's "
-                f"range (65504); use dtype='float32'. Nothing was written for it."
-            )
-
