@@ -128,11 +128,41 @@ def current_rss_mb():
     return None if kib is None else kib / 1024
 
 
-def load_average():
+def machine_cpu_seconds():
+    """CPU seconds all processes have used so far (from /proc/stat), or None."""
     try:
-        return os.getloadavg()[0]
-    except OSError:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
         return None
+    busy = sum(fields[:3]) + sum(fields[5:7])  # user nice system, irq softirq
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds():
+    times = os.times()
+    return times.user + times.system
+
+
+class CpuShare:
+    """CPU time used by other processes while the benchmark runs (Linux only)."""
+
+    def __init__(self):
+        self.start()
+
+    def start(self):
+        self.wall = time.perf_counter()
+        self.machine = machine_cpu_seconds()
+        self.own = own_cpu_seconds()
+
+    def others(self):
+        """``(own CPU s, other processes' CPU s or None, wall s)`` since :meth:`start`."""
+        wall = time.perf_counter() - self.wall
+        own = own_cpu_seconds() - self.own
+        machine = machine_cpu_seconds()
+        if machine is None or self.machine is None:
+            return own, None, wall
+        return own, max(0.0, machine - self.machine - own), wall
 
 
 # -- timing helpers ---------------------------------------------------------
@@ -148,20 +178,20 @@ def repeat(fn, repeats):
 
 
 def matmul_gflops(m, k, n, min_seconds, repeats=3):
-    """Best GFLOP/s of ``x @ w.T`` with x (m, k), w (n, k) in float32, as nn.Linear runs it."""
+    """Best GFLOP/s of ``x @ w.T``, x (m, k) and w (n, k) float32, as nn.Linear runs it."""
     x, w = torch.randn(m, k), torch.randn(n, k)
-    out = torch.empty(m, n)
-    torch.matmul(x, w.T, out=out)  # warm-up
-    start, iters = time.perf_counter(), 0
-    while iters < 3 or time.perf_counter() - start < min_seconds:
-        torch.matmul(x, w.T, out=out)
-        iters += 1
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iters):
-            torch.matmul(x, w.T, out=out)
-        best = min(best, (time.perf_counter() - start) / iters)
+    with torch.inference_mode():
+        torch.nn.functional.linear(x, w)  # warm-up
+        start, iters = time.perf_counter(), 0
+        while iters < 3 or time.perf_counter() - start < min_seconds:
+            torch.nn.functional.linear(x, w)
+            iters += 1
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(iters):
+                torch.nn.functional.linear(x, w)
+            best = min(best, (time.perf_counter() - start) / iters)
     return 2.0 * m * k * n / best / 1e9
 
 
@@ -240,7 +270,8 @@ def capture_batches(pieces, batch_size, pad_id):
     plain forward pass sees exactly what the recorder sees.
     """
     class BatchSpy:
-        batches = []
+        def __init__(self):
+            self.batches = []
 
         def record(self, token_ids, pad_id=0):
             self.batches.append([list(ids) for ids in token_ids])
@@ -266,19 +297,16 @@ def capture_only(model, pieces, batch_size, pad_id):
     return n_tokens
 
 
-def record_once(lm, args, n_texts, compress, base_dir, keep=False):
-    """One end-to-end ``record`` call into a fresh folder; returns the Recording."""
-    out = Path(tempfile.mkdtemp(prefix="bench-record-", dir=base_dir))
+def record_once(lm, args, compress):
+    """One end-to-end ``record`` call into a fresh folder (the caller removes it)."""
+    out = Path(tempfile.mkdtemp(prefix="bench-record-", dir=args.tmp_dir))
     try:
-        recording = record(lm, args.input, out, max_tokens=args.max_tokens,
-                           batch_size=args.batch_size, limit=n_texts,
-                           text_column=args.text_column, compress=compress, verbose=0)
+        return record(lm, args.input, out, max_tokens=args.max_tokens,
+                      batch_size=args.batch_size, limit=args.n_texts,
+                      text_column=args.text_column, compress=compress, verbose=0)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-    if not keep:
-        shutil.rmtree(out, ignore_errors=True)
-    return recording
 
 
 def folder_bytes(folder):
@@ -351,12 +379,15 @@ def main(argv=None):
         reset_phase_peak()
         print(f"  done: {phase} (peak RSS so far {process_peak[0]:.0f} MB)", flush=True)
 
-    wall_start, cpu_start = time.perf_counter(), sum(os.times()[:2])
-    load_start = load_average()
     print(f"llmfbn {llmfbn.__version__} recording benchmark: {command}", flush=True)
-    if load_start is not None and load_start > 0.5:
-        print(f"  warning: load average {load_start:.2f} before starting: other processes "
-              f"compete for the CPUs and will slow every figure down.", flush=True)
+    share = CpuShare()
+    time.sleep(0.5)
+    _, others, wall = share.others()
+    if others is not None and others / wall > 0.1:
+        print(f"  warning: other processes used {others / wall:.1f} CPUs in the last "
+              f"{wall:.1f} s; if that goes on, every figure will be slower than on an idle "
+              f"machine (see 'cpu use' at the end).", flush=True)
+    share.start()
     mark("start (imports)")
 
     # Model and texts.
@@ -426,20 +457,19 @@ def main(argv=None):
     for compress, ext in ((False, ".nii"), (True, ".nii.gz")):
         print(f"record() {ext} x{args.repeats} ...", flush=True)
         times, parts, recording = [], [], None
-        for i in range(args.repeats):
+        for _ in range(args.repeats):
             if recording is not None:
                 shutil.rmtree(recording.out_dir, ignore_errors=True)
             with timed_calls(record_targets()) as spent:
                 start = time.perf_counter()
-                recording = record_once(lm, args, args.n_texts, compress, args.tmp_dir,
-                                        keep=True)
+                recording = record_once(lm, args, compress)
                 times.append(time.perf_counter() - start)
             parts.append(dict(spent))
-        if recording.summary["n_tokens"] != n_tokens:
-            raise RuntimeError(f"record wrote {recording.summary['n_tokens']} tokens, "
-                               f"expected {n_tokens}")
         best = min(range(len(times)), key=times.__getitem__)
         try:
+            if recording.summary["n_tokens"] != n_tokens:
+                raise RuntimeError(f"record wrote {recording.summary['n_tokens']} tokens, "
+                                   f"expected {n_tokens}")
             bold = recording.bold_files
             files[ext] = {
                 "record": times[best], **parts[best],
@@ -455,9 +485,14 @@ def main(argv=None):
         rows[f"record() {ext} (end to end)"] = {"times": times, "flops": flops["record"]}
         mark(f"record {ext}")
 
-    cpu = {"wall": time.perf_counter() - wall_start,
-           "cpu": sum(os.times()[:2]) - cpu_start,
-           "load_start": load_start, "load_end": load_average()}
+    # Measured again at the end (best of the two): one busy moment elsewhere on
+    # the machine would otherwise lower the ceiling of every figure.
+    print("Measuring the matmul rate again ...", flush=True)
+    gflops_big = max(gflops_big, matmul_gflops(2048, 2048, 2048, matmul_seconds))
+    gflops_model = max(gflops_model,
+                       matmul_gflops(median_batch, hidden, inter, matmul_seconds))
+    own, others, wall = share.others()
+    cpu = {"wall": wall, "own": own, "others": others}
     report(args, command, lm, stats, n_tokens, lengths, padded_tokens, len(padded),
            mean_context, load_seconds, flops, gflops_big, gflops_model, median_batch,
            hidden, inter, rows, files, memory, cpu)
@@ -495,17 +530,20 @@ def report(args, command, lm, stats, n_tokens, lengths, padded_tokens, n_batches
           f"padding {100 * (1 - n_tokens / padded_tokens):.1f}% of "
           f"{padded_tokens} positions (only real tokens are counted)")
     print(f"repeats     : {args.repeats} per phase, after one warm-up")
-    loads = "/".join("n/a" if x is None else f"{x:.2f}" for x in (cpu["load_start"],
-                                                                  cpu["load_end"]))
-    print(f"cpu use     : {cpu['cpu']:.0f} s CPU in {cpu['wall']:.0f} s wall "
-          f"({cpu['cpu'] / cpu['wall']:.2f} cores busy on average); 1-min load average "
-          f"start/end {loads}")
+    others = ("n/a" if cpu["others"] is None else
+              f"{cpu['others']:.1f} s ({cpu['others'] / cpu['wall']:.2f} CPUs on average)")
+    print(f"cpu use     : this process {cpu['own']:.0f} s CPU in {cpu['wall']:.0f} s wall "
+          f"({cpu['own'] / cpu['wall']:.2f} CPUs); other processes meanwhile {others}")
+    if cpu["others"] is not None and cpu["others"] / cpu["wall"] > 0.1:
+        print("  WARNING: the machine was shared during the run; torch's threads slow down "
+              "many times over on shared cores, so these figures understate it.")
 
     print()
     print("FLOP-bound ceiling")
-    print(f"  fp32 matmul 2048x2048x2048        : {gflops_big:8.1f} GFLOP/s (the ceiling below)")
-    print(f"  fp32 matmul {median_batch}x{hidden}x{inter} (one batch, "
-          f"MLP-shaped): {gflops_model:8.1f} GFLOP/s")
+    print(f"  fp32 matmul 2048x2048x2048: {gflops_big:.1f} GFLOP/s (best of start and end; "
+          f"the ceiling below)")
+    print(f"  fp32 matmul {median_batch}x{hidden}x{inter} (one batch through an MLP "
+          f"up projection): {gflops_model:.1f} GFLOP/s")
     attention = attention_flops_per_token(config, config.num_hidden_layers, mean_context)
     for key, what in (("plain", "plain forward (all linears + LM head)"),
                       ("record", "recording (stops at last layer's neurons)")):

@@ -131,3 +131,48 @@ def shared_data(relative):
     if not path.exists():
         pytest.skip(f"{path} is not available beside this checkout")
     return path
+
+
+def write_synthetic_recording(folder, grid, runs):
+    """Write ``runs`` (list of (n_tokens, n_layers, width) arrays) as a recording folder."""
+    import json
+
+    import nibabel as nib
+
+    func = Path(folder) / "sub-syn" / "func"
+    func.mkdir(parents=True, exist_ok=True)
+    grid.save(Path(folder) / "grid.json")
+    nib.save(grid.mask_img(), Path(folder) / "mask.nii.gz")
+    paths = []
+    for n, data in enumerate(runs, start=1):
+        stem = func / f"sub-syn_task-syn_run-{n:05d}_bold"
+        nib.save(grid.to_img(data), f"{stem}.nii")
+        Path(f"{stem}.json").write_text(json.dumps({"NumberOfTokens": len(data)}))
+        paths.append(Path(f"{stem}.nii"))
+    return paths
+
+
+def planted_networks(n_layers=4, width=64, n_networks=5, size=10, n_runs=8, n_tokens=100,
+                     noise=0.3, seed=0):
+    """Token signals mixed from sparse sources on known neuron sets.
+
+    Returns
+    -------
+    runs : list of (n_tokens, n_layers, width) float32 arrays
+    masks : bool array (n_networks, n_layers, width), the planted networks (disjoint)
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_neurons = n_layers * width
+    order = rng.permutation(n_neurons)
+    masks = np.zeros((n_networks, n_neurons), dtype=bool)
+    for k in range(n_networks):
+        masks[k, order[k * size:(k + 1) * size]] = True
+    loadings = masks * rng.uniform(1.0, 2.0, size=masks.shape)
+    runs = []
+    for _ in range(n_runs):
+        sources = rng.laplace(size=(n_tokens, n_networks)) ** 3  # sparse, super-Gaussian
+        data = sources @ loadings + noise * rng.standard_normal((n_tokens, n_neurons))
+        runs.append(data.reshape(n_tokens, n_layers, width).astype(np.float32))
+    return runs, masks.reshape(n_networks, n_layers, width)
