@@ -1,0 +1,270 @@
+"""Decompose recordings into functional networks with nilearn's own estimators.
+
+:class:`NetworkDecomposition` composes nilearn's ``CanICA`` (default) or
+``DictLearning`` with the settings a neuron grid needs, then z-scores and
+thresholds the components into :class:`FunctionalNetworks`. It also offers
+the reference paper's orientation, temporal FastICA on the token x neuron
+matrix with the mixing columns as maps.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from llmfbn._utils import check_choice, check_positive_int, log
+from llmfbn.grid import NeuronGrid
+from llmfbn.networks._networks import DEFAULT_THRESHOLD, FunctionalNetworks, zscore_maps
+
+__all__ = ["NetworkDecomposition", "find_recording_images"]
+
+METHODS = ("canica", "dictlearning", "temporal_ica")
+
+
+def find_recording_images(source, task=None):
+    """Resolve a recording folder (or a list of images) to ``(paths, grid)``.
+
+    Parameters
+    ----------
+    source : str, Path, or list of str/Path
+        A recording folder written by :func:`llmfbn.record`, or ``_bold``
+        image paths (their folder's ``grid.json`` is found by walking up).
+    task : str, optional
+        Only the runs of this task (folders only).
+
+    Returns
+    -------
+    paths : list of Path, in (task, run) order
+    grid : NeuronGrid
+    """
+    if isinstance(source, (str, Path)):
+        root = Path(source)
+        if not (root / "grid.json").exists():
+            raise FileNotFoundError(
+                f"{root} is not a recording folder: no grid.json (make one with "
+                f"`llmfbn record`).")
+        pattern = f"*_task-{task}_run-*_bold.nii*" if task else "*_bold.nii*"
+        paths = sorted(p for p in root.glob(f"sub-*/func/{pattern}")
+                       if p.with_name(_sidecar_name(p)).exists())
+        if not paths:
+            raise ValueError(f"{root} holds no finished runs" + (f" of task {task!r}." if task else "."))
+        return paths, NeuronGrid.load(root)
+    paths = [Path(p) for p in source]
+    if not paths:
+        raise ValueError("'imgs' must name at least one image. [] was provided.")
+    grids = {}
+    for p in paths:
+        root = next((d for d in p.resolve().parents if (d / "grid.json").exists()), None)
+        if root is None:
+            raise FileNotFoundError(f"No grid.json above {p}: not part of a recording folder.")
+        grids[root] = NeuronGrid.load(root)
+    first = next(iter(grids.values()))
+    for root, grid in grids.items():
+        if not grid.same_layout(first) or grid.model != first.model or grid.signal != first.signal:
+            raise ValueError(f"Images come from different grids or models: {first!r} vs "
+                             f"{grid!r} (in {root}).")
+    return paths, first
+
+
+def _sidecar_name(path):
+    name = path.name
+    return name[: name.index("_bold.nii")] + "_bold.json"
+
+
+class NetworkDecomposition(TransformerMixin, BaseEstimator):
+    """Find functional networks of neurons in recorded images.
+
+    Composes nilearn's ``CanICA`` or ``DictLearning`` with grid-correct
+    settings: the grid's explicit mask (no intensity masking), no spatial
+    smoothing (``smoothing_fwhm=None``: neighbouring voxels are unrelated
+    neurons), each neuron's time series standardised, no detrending and no
+    thresholding inside nilearn. Each component then becomes a z-map over
+    neurons (peak positive) and a network: the neurons with ``z >= threshold``.
+
+    Parameters
+    ----------
+    method : {"canica", "dictlearning", "temporal_ica"}, default "canica"
+        ``"temporal_ica"`` is the reference paper's orientation: FastICA on
+        the (tokens x neurons) matrix after a PCA to ``n_components``, with the
+        mixing columns as maps. It holds all tokens in memory.
+    n_components : int, default 20
+    threshold : float, default 3.6
+        z threshold of a network (see :func:`threshold_maps`).
+    threshold_mode : {"positive", "two_sided"}, default "positive"
+    top_k : int, optional
+        Keep the ``top_k`` strongest neurons per network instead of thresholding.
+    alpha : float, default 10
+        Sparsity of ``DictLearning`` (ignored otherwise).
+    n_init : int, default 10
+        ICA restarts of ``CanICA``.
+    task : str, optional
+        When fitting a folder, only runs of this task.
+    random_state : int or None, default None
+    memory : str or joblib.Memory, optional
+        Cache of nilearn's intermediate steps.
+    n_jobs : int, default 1
+    verbose : int, default 0
+
+    Attributes
+    ----------
+    grid_ : NeuronGrid
+    mask_img_ : Nifti1Image
+    estimator_ : nilearn CanICA or DictLearning (fitted), or sklearn FastICA
+    components_ : array (n_components, n_layers, n_units)
+        Raw component maps.
+    components_img_ : Nifti1Image
+        4-D z-maps on the grid.
+    networks_ : FunctionalNetworks
+    n_timepoints_ : int
+        Tokens seen by the fit.
+    """
+
+    def __init__(self, method="canica", n_components=20, threshold=DEFAULT_THRESHOLD,
+                 threshold_mode="positive", top_k=None, alpha=10, n_init=10, task=None,
+                 random_state=None, memory=None, n_jobs=1, verbose=0):
+        self.method = method
+        self.n_components = n_components
+        self.threshold = threshold
+        self.threshold_mode = threshold_mode
+        self.top_k = top_k
+        self.alpha = alpha
+        self.n_init = n_init
+        self.task = task
+        self.random_state = random_state
+        self.memory = memory
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _nilearn_kwargs(self):
+        return dict(mask=self.mask_img_, n_components=self.n_components,
+                    smoothing_fwhm=None, standardize="zscore_sample", detrend=False,
+                    random_state=self.random_state, memory=self.memory,
+                    n_jobs=self.n_jobs, verbose=max(self.verbose - 1, 0))
+
+    def make_nilearn_estimator(self):
+        """The nilearn estimator this object wraps, configured for the grid (unfitted)."""
+        from nilearn.decomposition import CanICA, DictLearning
+
+        if self.method == "canica":
+            return CanICA(threshold=None, n_init=self.n_init, do_cca=True,
+                          **self._nilearn_kwargs())
+        return DictLearning(alpha=self.alpha, **self._nilearn_kwargs())
+
+    def fit(self, imgs, y=None):
+        """Fit on a recording folder or a list of ``_bold`` images.
+
+        Parameters
+        ----------
+        imgs : str, Path or list
+            See :func:`find_recording_images`.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        check_choice(self.method, METHODS, "method")
+        check_positive_int(self.n_components, "n_components")
+        paths, self.grid_ = find_recording_images(imgs, task=self.task)
+        self.mask_img_ = self.grid_.mask_img()
+        self.n_timepoints_ = self._count_timepoints(paths)
+        if self.n_timepoints_ < 2 * self.n_components:
+            raise ValueError(
+                f"Too few time points for {self.n_components} components: the "
+                f"{len(paths)} runs hold {self.n_timepoints_} tokens; record more text "
+                f"or lower 'n_components' (need at least {2 * self.n_components}).")
+        log(f"Fitting {self.method} ({self.n_components} components) on {len(paths)} runs, "
+            f"{self.n_timepoints_} tokens", self.verbose)
+        if self.method == "temporal_ica":
+            components = self._fit_temporal_ica(paths)
+        else:
+            short = [p for p, n in zip(paths, self._run_lengths) if n < self.n_components]
+            if self.method == "canica" and short:
+                warnings.warn(
+                    f"{len(short)} of {len(paths)} runs have fewer tokens than "
+                    f"n_components={self.n_components}; CanICA reduces each run to at "
+                    f"most its token count. Consider --texts-per-run.", stacklevel=2)
+            self.estimator_ = self.make_nilearn_estimator()
+            self.estimator_.fit([str(p) for p in paths])
+            components = self.estimator_.components_.reshape(len(self.estimator_.components_), -1)
+            components = self.grid_.masked_to_neurons(components)
+        self.components_ = components.astype(np.float32)
+        maps = zscore_maps(self.components_)
+        self.components_img_ = self.grid_.to_img(maps)
+        params = {"method": self.method, "n_components": self.n_components,
+                  "random_state": self.random_state, "alpha": self.alpha,
+                  "n_runs": len(paths), "n_timepoints": self.n_timepoints_,
+                  "model": self.grid_.model, "signal": self.grid_.signal}
+        self.networks_ = FunctionalNetworks.from_maps(
+            maps, self.grid_, threshold=self.threshold, mode=self.threshold_mode,
+            top_k=self.top_k, params=params)
+        empty = np.flatnonzero(self.networks_.sizes == 0)
+        if len(empty):
+            warnings.warn(f"Threshold {self.threshold} selects no neuron in networks "
+                          f"{empty.tolist()}; they are kept empty.", stacklevel=2)
+        self.run_paths_ = paths
+        return self
+
+    def _count_timepoints(self, paths):
+        import nibabel as nib
+
+        self._run_lengths = []
+        for p in paths:
+            img = nib.load(p)
+            self.grid_.check_img(img)
+            data = np.asanyarray(img.dataobj)
+            if not np.isfinite(data).all():
+                raise ValueError(f"{p.name} holds {int(np.sum(~np.isfinite(data)))} "
+                                 f"non-finite values (NaN or inf); re-record it.")
+            self._run_lengths.append(img.shape[3] if len(img.shape) == 4 else 1)
+        return int(sum(self._run_lengths))
+
+    def _fit_temporal_ica(self, paths):
+        from sklearn.decomposition import FastICA
+        from sklearn.utils.extmath import randomized_svd
+
+        data = np.concatenate([_standardized(self.grid_, p) for p in paths])
+        _, _, vt = randomized_svd(data, self.n_components, random_state=self.random_state)
+        reduced = data @ vt.T  # (tokens, k)
+        self.estimator_ = FastICA(n_components=self.n_components, whiten="unit-variance",
+                                  random_state=self.random_state, max_iter=1000)
+        self.estimator_.fit(reduced)
+        maps = (vt.T @ self.estimator_.mixing_).T  # (k, neurons)
+        return maps.reshape((self.n_components,) + (self.grid_.n_layers, self.grid_.width))
+
+    def transform(self, imgs):
+        """Network time series of each run: a list of (n_tokens, n_components) arrays.
+
+        For CanICA / DictLearning this is nilearn's own ``transform`` (least
+        squares of each token on the component maps).
+        """
+        check_is_fitted(self, "networks_")
+        paths, grid = find_recording_images(imgs)
+        if not grid.same_layout(self.grid_):
+            raise ValueError(f"The images are on {grid!r}; the fit was on {self.grid_!r}.")
+        if self.method == "temporal_ica":
+            pinv = np.linalg.pinv(self.components_.reshape(len(self.components_), -1))
+            return [_standardized(self.grid_, p) @ pinv for p in paths]
+        return self.estimator_.transform([str(p) for p in paths])
+
+    def save(self, out_dir):
+        """Write the networks (see :meth:`FunctionalNetworks.save`) and the parameters."""
+        check_is_fitted(self, "networks_")
+        self.networks_.save(out_dir)
+        params = self.get_params()
+        params["memory"] = None if params["memory"] is None else str(params["memory"])
+        document = {"estimator": type(self).__name__, "params": params,
+                    "runs": [str(p) for p in self.run_paths_]}
+        (Path(out_dir) / "params.json").write_text(json.dumps(document, indent=2) + "\n")
+
+
+def _standardized(grid, path):
+    """(n_tokens, n_neurons) of one run, each neuron z-scored over tokens."""
+    data = grid.from_img(path).reshape(-1, grid.n_neurons).astype(np.float64)
+    std = data.std(axis=0)
+    std[std == 0] = 1
+    return (data - data.mean(axis=0)) / std

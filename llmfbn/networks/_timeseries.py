@@ -1,0 +1,125 @@
+"""What a network responds to: its activity over tokens and its top tokens."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from llmfbn._utils import check_choice, check_positive_int
+
+__all__ = ["network_time_series", "top_tokens"]
+
+
+def _events_path(bold):
+    name = Path(bold).name
+    return Path(bold).with_name(name[: name.index("_bold.nii")] + "_events.tsv")
+
+
+def _read_tokens(bold):
+    path = _events_path(bold)
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8", newline="") as f:
+        return [row["token"] for row in csv.DictReader(f, delimiter="\t",
+                                                       quoting=csv.QUOTE_NONE)]
+
+
+def neuron_moments(grid, paths):
+    """Mean and standard deviation of every neuron over all tokens of ``paths``.
+
+    Two running sums, one run in memory at a time. Returns two arrays of
+    shape (n_neurons,).
+    """
+    total = np.zeros(grid.n_neurons)
+    squares = np.zeros(grid.n_neurons)
+    count = 0
+    for p in paths:
+        data = grid.from_img(p).reshape(-1, grid.n_neurons).astype(np.float64)
+        total += data.sum(axis=0)
+        squares += (data ** 2).sum(axis=0)
+        count += len(data)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def network_time_series(networks, paths, method="mean", moments=None):
+    """Each network's activity at every token of each run.
+
+    Parameters
+    ----------
+    networks : FunctionalNetworks
+    paths : list of Path
+        ``_bold`` images on ``networks.grid``.
+    method : {"mean", "maps"}, default "mean"
+        ``"mean"``: mean of the network's neurons, each z-scored over all
+        tokens of ``paths``. ``"maps"``: nilearn's ``NiftiMapsMasker`` on the
+        z-maps (a least-squares fit of each token on all maps at once).
+    moments : (mean, std), optional
+        Precomputed :func:`neuron_moments`.
+
+    Returns
+    -------
+    list of arrays of shape (n_tokens, n_networks), one per run
+    """
+    check_choice(method, ("mean", "maps"), "method")
+    grid = networks.grid
+    if method == "maps":
+        from nilearn.maskers import NiftiMapsMasker
+
+        masker = NiftiMapsMasker(maps_img=networks.maps_img(), mask_img=grid.mask_img(),
+                                 standardize="zscore_sample").fit()
+        return [masker.transform(str(p)) for p in paths]
+    mean, std = neuron_moments(grid, paths) if moments is None else moments
+    weights = networks.masks.reshape(len(networks), -1).T.astype(np.float64)
+    weights /= np.maximum(weights.sum(axis=0, keepdims=True), 1)
+    series = []
+    for p in paths:
+        data = grid.from_img(p).reshape(-1, grid.n_neurons)
+        series.append(((data - mean) / std) @ weights)
+    return series
+
+
+def top_tokens(networks, paths, n_tokens=10, context=6, moments=None):
+    """The tokens where each network is most active, with their context.
+
+    Parameters
+    ----------
+    networks : FunctionalNetworks
+    paths : list of Path
+        ``_bold`` images with their ``_events.tsv`` beside them.
+    n_tokens : int, default 10
+    context : int, default 6
+        Tokens of left context shown before the top token (right context: 2).
+
+    Returns
+    -------
+    list (one per network) of lists of dict
+        ``{"run": file name, "onset": token index, "token": str,
+        "context": "... left [token] right", "activation": float}``,
+        strongest first. ``activation`` is the network's mean z-scored activity.
+    """
+    check_positive_int(n_tokens, "n_tokens")
+    series = network_time_series(networks, paths, moments=moments)
+    candidates = [[] for _ in range(len(networks))]
+    for run, values in enumerate(series):
+        for k in range(len(networks)):
+            top = np.argsort(values[:, k])[::-1][:n_tokens]
+            candidates[k].extend((float(values[t, k]), run, int(t)) for t in top)
+    token_cache = {}
+    out = []
+    for k in range(len(networks)):
+        best = sorted(candidates[k], reverse=True)[:n_tokens]
+        rows = []
+        for activation, run, t in best:
+            if run not in token_cache:
+                token_cache[run] = _read_tokens(paths[run])
+            tokens = token_cache[run]
+            token = tokens[t] if tokens else "n/a"
+            left = "".join(tokens[max(0, t - context):t]) if tokens else ""
+            right = "".join(tokens[t + 1:t + 3]) if tokens else ""
+            rows.append({"run": Path(paths[run]).name, "onset": t, "token": token,
+                         "context": f"{left}[{token}]{right}", "activation": round(activation, 3)})
+        out.append(rows)
+    return out
