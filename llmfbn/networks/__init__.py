@@ -1,0 +1,52 @@
+"""Functional networks: images -> components -> neuron masks, and their consistency.
+
+Needs numpy, nibabel, nilearn and scikit-learn; no torch.
+"""
+
+from llmfbn.networks._consistency import (
+    GroupTemplate,
+    MatchReport,
+    Matching,
+    Recurrence,
+    SplitHalf,
+    Stability,
+    group_template,
+    iou,
+    match_networks,
+    null_matched_correlation,
+    null_matched_iou,
+    random_masks_like,
+    recurrence,
+    spatial_correlation,
+    split_half,
+    stability,
+)
+from llmfbn.networks._decomposition import NetworkDecomposition, find_recording_images
+from llmfbn.networks._networks import FunctionalNetworks, threshold_maps, zscore_maps
+from llmfbn.networks._timeseries import network_time_series, top_tokens
+
+__all__ = [
+    "FunctionalNetworks",
+    "GroupTemplate",
+    "MatchReport",
+    "Matching",
+    "NetworkDecomposition",
+    "Recurrence",
+    "SplitHalf",
+    "Stability",
+    "find_recording_images",
+    "group_template",
+    "iou",
+    "match_networks",
+    "network_time_series",
+    "null_matched_correlation",
+    "null_matched_iou",
+    "random_masks_like",
+    "recurrence",
+    "spatial_correlation",
+    "split_half",
+    "stability",
+    "threshold_maps",
+    "top_tokens",
+    "zscore_maps",
+]
