@@ -1,0 +1,35 @@
+"""Interventions: inhibit or amplify neurons with torch hooks, against matched controls."""
+
+from llmfbn.intervention._controls import confidence_interval, matched_controls
+from llmfbn.intervention._edit import (
+    NonFiniteActivationError,
+    amplify,
+    edit_neurons,
+    inhibit,
+    scale,
+)
+from llmfbn.intervention._experiments import (
+    COLUMNS,
+    Evaluation,
+    intervention_sweep,
+    make_evaluation,
+)
+from llmfbn.intervention._fold import fold_edit
+from llmfbn.intervention._targets import resolve_targets, targets_to_mask
+
+__all__ = [
+    "COLUMNS",
+    "Evaluation",
+    "NonFiniteActivationError",
+    "amplify",
+    "confidence_interval",
+    "edit_neurons",
+    "fold_edit",
+    "inhibit",
+    "intervention_sweep",
+    "make_evaluation",
+    "matched_controls",
+    "resolve_targets",
+    "scale",
+    "targets_to_mask",
+]

@@ -1,0 +1,94 @@
+"""Which neurons to edit: every accepted form, resolved to ``{layer: unit indices}``."""
+
+import numpy as np
+import torch
+
+from llmfbn.models import locate_neurons
+
+__all__ = ["resolve_targets", "targets_to_mask"]
+
+
+def resolve_targets(model, targets, networks=None):
+    """Normalise a neuron selection to ``{model layer: LongTensor of unit indices}``.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+    targets : FunctionalNetworks, dict, array or list of pairs
+        - :class:`~llmfbn.networks.FunctionalNetworks` (with ``networks``
+          choosing a subset; default all, as their union);
+        - ``{layer: mask or indices}`` where a mask is a bool array/tensor of
+          length ``n_units``;
+        - a bool array of shape ``(n_layers, n_units)`` over all model layers;
+        - a list of ``(layer, unit)`` pairs.
+    networks : sequence of int, optional
+        Network indices when ``targets`` is a FunctionalNetworks.
+
+    Returns
+    -------
+    dict
+        Only layers with at least one unit; indices sorted and unique.
+
+    Raises
+    ------
+    ValueError
+        On layers or units out of range for this model, or an empty selection.
+    """
+    location = locate_neurons(model)
+    n_layers, n_units = location.n_layers, location.n_units
+    if hasattr(targets, "masks") and hasattr(targets, "grid"):  # FunctionalNetworks
+        grid = targets.grid
+        if grid.signal not in (None, "mlp"):
+            raise ValueError(f"Networks were found on the {grid.signal!r} signal; interventions "
+                             f"act on MLP neurons, so they need networks of the 'mlp' signal.")
+        if grid.width != n_units:
+            raise ValueError(f"Networks have {grid.width} units per layer but this model's MLP "
+                             f"has {n_units}: they come from another model.")
+        union = targets.union_mask(networks)
+        pairs = {layer: np.flatnonzero(union[slot]) for slot, layer in enumerate(grid.layers)}
+    elif isinstance(targets, dict):
+        pairs = {}
+        for layer, sel in targets.items():
+            sel = sel.cpu().numpy() if isinstance(sel, torch.Tensor) else np.asarray(sel)
+            if sel.dtype == bool:
+                if sel.shape != (n_units,):
+                    raise ValueError(f"The mask for layer {layer} must have shape ({n_units},). "
+                                     f"{sel.shape} was provided.")
+                sel = np.flatnonzero(sel)
+            pairs[int(layer)] = sel.astype(np.int64).ravel()
+    elif isinstance(targets, (np.ndarray, torch.Tensor)) and np.asarray(targets).dtype == bool:
+        array = np.asarray(targets)
+        if array.shape != (n_layers, n_units):
+            raise ValueError(f"A boolean neuron mask must have shape ({n_layers}, {n_units}) for "
+                             f"this model. {array.shape} was provided.")
+        pairs = {layer: np.flatnonzero(array[layer]) for layer in range(n_layers)}
+    elif isinstance(targets, (list, tuple, np.ndarray)):
+        array = np.asarray(targets, dtype=np.int64).reshape(-1, 2) if len(targets) else np.empty((0, 2), np.int64)
+        pairs = {}
+        for layer in np.unique(array[:, 0]):
+            pairs[int(layer)] = array[array[:, 0] == layer, 1]
+    else:
+        raise TypeError("'targets' must be FunctionalNetworks, a {layer: mask} dict, a boolean "
+                        f"(n_layers, n_units) array or (layer, unit) pairs. "
+                        f"{type(targets).__name__} was provided.")
+    resolved = {}
+    for layer, units in sorted(pairs.items()):
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"Layer {layer} is out of range: this model has {n_layers} layers.")
+        units = np.unique(units)
+        if len(units) and (units.min() < 0 or units.max() >= n_units):
+            raise ValueError(f"Units of layer {layer} must lie in [0, {n_units}). "
+                             f"{units[(units < 0) | (units >= n_units)][:5].tolist()} were provided.")
+        if len(units):
+            resolved[layer] = torch.as_tensor(units, dtype=torch.long)
+    if not resolved:
+        raise ValueError("The neuron selection is empty: nothing to intervene on.")
+    return resolved
+
+
+def targets_to_mask(targets, n_layers, n_units):
+    """``{layer: indices}`` -> bool array (n_layers, n_units)."""
+    mask = np.zeros((n_layers, n_units), dtype=bool)
+    for layer, units in targets.items():
+        mask[layer, units.numpy()] = True
+    return mask
