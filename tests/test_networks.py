@@ -199,3 +199,13 @@ def test_fit_does_not_emit_nilearn_defaults_warnings(planted):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         NetworkDecomposition(n_components=5, random_state=0).fit(planted[0])
+
+
+def test_split_half_reproducibility_of_a_folder(planted):
+    from llmfbn.networks import split_half_reproducibility
+
+    folder = planted[0]
+    (result,) = split_half_reproducibility(folder, n_components=5, n_draws=20, random_state=0)
+    assert sorted(len(h) for h in result.halves) == [4, 4]
+    assert np.min(result.iou.scores) >= 0.9  # the same planted networks in both halves
+    assert np.max(result.iou.p_value) <= 1 / 21 + 1e-9

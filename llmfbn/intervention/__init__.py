@@ -11,6 +11,7 @@ from llmfbn.intervention._edit import (
 from llmfbn.intervention._experiments import (
     COLUMNS,
     Evaluation,
+    baseline_rows,
     intervention_sweep,
     make_evaluation,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Evaluation",
     "NonFiniteActivationError",
     "amplify",
+    "baseline_rows",
     "confidence_interval",
     "edit_neurons",
     "fold_edit",

@@ -20,7 +20,7 @@ from llmfbn._utils import atomic_path, check_choice, log
 from llmfbn.intervention._controls import confidence_interval, matched_controls
 from llmfbn.intervention._edit import amplify, inhibit, scale
 
-__all__ = ["COLUMNS", "Evaluation", "intervention_sweep", "make_evaluation"]
+__all__ = ["COLUMNS", "Evaluation", "baseline_rows", "intervention_sweep", "make_evaluation"]
 
 #: ``value`` is the metric with the edit applied; ``edit_value`` the edit's
 #: parameter (added value for amplify, factor for scale, empty for inhibit).
@@ -121,6 +121,32 @@ def _value_key(value):
     return "" if value is None else f"{float(value):g}"
 
 
+def _baselines(loaded, evaluations, rows, out_csv, verbose):
+    baselines = {}
+    for evaluation in evaluations:
+        existing = rows[(rows.network == "none") & (rows.task == evaluation.task)]
+        if len(existing):
+            baselines[evaluation.task] = dict(zip(existing.metric, existing.value))
+            continue
+        log(f"Baseline {evaluation.task}", verbose)
+        scores = evaluation.run(loaded.model, loaded.tokenizer)
+        baselines[evaluation.task] = scores
+        new = [dict(network="none", n_neurons=0, task=evaluation.task, metric=metric,
+                    mode="none", edit_value="", value=score, control_mean=math.nan,
+                    control_ci_low=math.nan, control_ci_high=math.nan, ratio=math.nan,
+                    n_controls=0, baseline=score)
+               for metric, score in scores.items()]
+        rows = _append(rows, new)
+        _write_rows(rows, out_csv)
+    return rows, baselines
+
+
+def baseline_rows(loaded, evaluations, out_csv=None, verbose=1):
+    """The ``network = none`` rows: every evaluation on the unmodified model."""
+    rows, _ = _baselines(loaded, evaluations, _load_rows(out_csv), out_csv, verbose)
+    return rows
+
+
 def intervention_sweep(loaded, networks, evaluations, network_ids=None, mode="inhibit",
                        values=(None,), n_controls=5, random_state=0, out_csv=None,
                        verbose=1):
@@ -168,22 +194,7 @@ def intervention_sweep(loaded, networks, evaluations, network_ids=None, mode="in
              "" if pd.isna(r.edit_value) else _value_key(r.edit_value))
             for r in rows.itertuples()}
 
-    baselines = {}
-    for evaluation in evaluations:
-        existing = rows[(rows.network == "none") & (rows.task == evaluation.task)]
-        if len(existing):
-            baselines[evaluation.task] = dict(zip(existing.metric, existing.value))
-            continue
-        log(f"Baseline {evaluation.task}", verbose)
-        scores = evaluation.run(model, tokenizer)
-        baselines[evaluation.task] = scores
-        new = [dict(network="none", n_neurons=0, task=evaluation.task, metric=metric,
-                    mode="none", edit_value="", value=score, control_mean=math.nan,
-                    control_ci_low=math.nan, control_ci_high=math.nan, ratio=math.nan,
-                    n_controls=0, baseline=score)
-               for metric, score in scores.items()]
-        rows = _append(rows, new)
-        _write_rows(rows, out_csv)
+    rows, baselines = _baselines(loaded, evaluations, rows, out_csv, verbose)
 
     todo = [(k, v, e) for k in ids for v in values for e in evaluations
             if (str(k), e.task, mode, _value_key(v)) not in done]

@@ -21,7 +21,11 @@ from llmfbn.networks._consistency import (
     split_half,
     stability,
 )
-from llmfbn.networks._decomposition import NetworkDecomposition, find_recording_images
+from llmfbn.networks._decomposition import (
+    NetworkDecomposition,
+    find_recording_images,
+    split_half_reproducibility,
+)
 from llmfbn.networks._networks import FunctionalNetworks, threshold_maps, zscore_maps
 from llmfbn.networks._timeseries import network_time_series, top_tokens
 
@@ -45,6 +49,7 @@ __all__ = [
     "recurrence",
     "spatial_correlation",
     "split_half",
+    "split_half_reproducibility",
     "stability",
     "threshold_maps",
     "top_tokens",

@@ -19,7 +19,7 @@ from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.grid import NeuronGrid
 from llmfbn.networks._networks import DEFAULT_THRESHOLD, FunctionalNetworks, zscore_maps
 
-__all__ = ["NetworkDecomposition", "find_recording_images"]
+__all__ = ["NetworkDecomposition", "find_recording_images", "split_half_reproducibility"]
 
 METHODS = ("canica", "dictlearning", "temporal_ica")
 
@@ -268,3 +268,27 @@ def _standardized(grid, path):
     std = data.std(axis=0)
     std[std == 0] = 1
     return (data - data.mean(axis=0)) / std
+
+
+def split_half_reproducibility(recording, n_splits=1, n_draws=100, random_state=None,
+                               **estimator_params):
+    """Split-half reproducibility of a whole recording folder.
+
+    The runs are split at random into two disjoint halves; a
+    :class:`NetworkDecomposition` (``estimator_params``) is fitted on each and
+    the networks are matched by IoU and spatial correlation against
+    size-matched nulls (see :func:`llmfbn.networks.split_half`).
+
+    Returns
+    -------
+    list of SplitHalf, one per split
+    """
+    from llmfbn.networks._consistency import split_half
+
+    paths, _ = find_recording_images(recording, task=estimator_params.pop("task", None))
+
+    def fit(runs):
+        est = NetworkDecomposition(random_state=random_state, **estimator_params).fit(list(runs))
+        return est.networks_.masks, est.networks_.maps
+
+    return split_half(fit, paths, n_splits=n_splits, n_draws=n_draws, random_state=random_state)

@@ -1,0 +1,104 @@
+"""Batched forward passes that return the log-probabilities of given tokens.
+
+Shared by perplexity and zero-shot scoring. Sequences of different lengths
+are padded on the right: with causal attention a real token never sees the
+padding after it, positions are unchanged, and an attention mask is passed
+only when a batch holds padding, so a batch of equal-length sequences runs
+exactly as one unpadded call would.
+"""
+
+import inspect
+
+import numpy as np
+
+#: Config attributes holding a model's position limit, in the order tried
+#: (the same list as lm-evaluation-harness' ``HFLM.max_length``).
+POSITION_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
+
+
+def position_limit(model):
+    """The model's maximum number of positions, or None when its config gives none."""
+    config = getattr(model, "config", None)
+    for attr in POSITION_ATTRS:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def model_device(model):
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        import torch
+
+        return torch.device("cpu")
+
+
+def pad_id(tokenizer):
+    """Any valid id works for right padding; prefer the pad, then eos, then 0."""
+    for attr in ("pad_token_id", "eos_token_id", "bos_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def _accepts_logits_to_keep(model):
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def target_logprobs(model, sequences, starts, pad_token_id=0):
+    """Log-probabilities of ``seq[start:]`` given the tokens before, for a batch.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A causal LM, called as ``model(input_ids, attention_mask=...)``.
+    sequences : list of list of int
+        Token ids, one list per sequence; each is fed whole to the model.
+    starts : list of int
+        For sequence ``i``, tokens ``starts[i]`` to ``len(sequences[i]) - 1``
+        are scored; ``1 <= starts[i] <= len(sequences[i])``.
+    pad_token_id : int, default 0
+
+    Returns
+    -------
+    list of ndarray
+        ``out[i]`` has shape (len(sequences[i]) - starts[i],), float64:
+        ``log p(seq[t] | seq[:t])`` for each scored ``t``.
+    """
+    import torch
+
+    lengths = [len(s) for s in sequences]
+    width = max(lengths)
+    ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    kwargs = {"use_cache": False}
+    if min(lengths) < width:
+        mask = torch.zeros_like(ids)
+        for row, n in enumerate(lengths):
+            mask[row, :n] = 1
+        kwargs["attention_mask"] = mask.to(model_device(model))
+    # Logits at position t - 1 predict token t: keep only the positions needed.
+    first = min(starts) - 1
+    offset = 0
+    if _accepts_logits_to_keep(model) and first > 0:
+        kwargs["logits_to_keep"] = width - first
+        offset = first
+    with torch.inference_mode():
+        logits = model(ids.to(model_device(model)), **kwargs).logits
+        out = []
+        for row, (n, start) in enumerate(zip(lengths, starts)):
+            if start >= n:
+                out.append(np.zeros(0))
+                continue
+            rows = logits[row, start - 1 - offset:n - 1 - offset].float()
+            targets = ids[row, start:n].to(rows.device)
+            logp = torch.log_softmax(rows, dim=-1).gather(1, targets[:, None])[:, 0]
+            out.append(logp.double().cpu().numpy())
+    return out
