@@ -1,18 +1,14 @@
-"""Zero-shot multiple-choice tasks read from local files, as :class:`Item` lists.
+r"""Zero-shot multiple-choice tasks read from local files, as :class:`Item` lists.
 
-Prompts follow lm-evaluation-harness' zero-shot templates where one exists
-(choices are scored after a single space, its ``target_delimiter``):
+Prompts follow lm-evaluation-harness' zero-shot templates where one exists;
+each option is scored after a single space (its ``target_delimiter``):
 
-========= ===================================================== =====================
-task      context                                               choices
-========= ===================================================== =====================
-sst2      ``"Review: {text}\\nSentiment:"``                      negative / positive
-piqa      ``"Question: {goal}\\nAnswer:"``                       sol1 / sol2
-boolq     ``"Passage: {passage}\\nQuestion: {question}?\\nAnswer:"`` no / yes
-arc_*     ``"Question: {stem}\\nAnswer:"``                       the answer texts
-obqa      ``"{question_stem}"``                                 the answer texts
-winogr.   ``sentence[:blank] + option`` (one per option)         ``sentence[blank+1:]``
-========= ===================================================== =====================
+- ``sst2``: ``"Review: {text}\nSentiment:"`` -> ``negative`` / ``positive``
+- ``piqa``: ``"Question: {goal}\nAnswer:"`` -> ``sol1`` / ``sol2``
+- ``boolq``: ``"Passage: {passage}\nQuestion: {question}?\nAnswer:"`` -> ``no`` / ``yes``
+- ``arc_easy``, ``arc_challenge``: ``"Question: {stem}\nAnswer:"`` -> the answer texts
+- ``openbookqa``: ``"{question_stem}"`` -> the answer texts
+- ``winogrande``: ``sentence[:blank] + option`` for each option -> ``sentence[blank + 1:]``
 
 SST-2's prompt is ours (lm-eval's GLUE template asks "Is this sentence
 positive or negative?"). WinoGrande is scored partially, as in lm-eval: the

@@ -186,8 +186,10 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
         Image data type. NIfTI has no 16-bit float type, so ``"float16"`` is
         refused with an explanation; use ``compress=True`` to save disk.
     compress : bool, default False
-        Write ``.nii.gz``. Off by default: activations barely compress (about
-        10 %), gzip costs CPU time, and uncompressed ``.nii`` files memory-map.
+        Write ``.nii.gz``. Off by default: float32 activations barely compress
+        (about 6 % smaller on SmolLM2), gzip makes recording about 4x slower
+        and loading about 20x slower, and uncompressed ``.nii`` files
+        memory-map (``benchmarks/bench_record.py``).
     verbose : int, default 1
         0 is silent; 1 shows a progress bar and a summary.
 
@@ -242,12 +244,14 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
             "SignalDescription": SIGNALS[signal], "Layers": recorder.layers,
             "Units": recorder.width, "MaxTokens": max_tokens,
             "TextsPerRun": texts_per_run, "LongTexts": long_texts,
-            "DataType": dtype, "InputFile": textset.source,
+            "DataType": dtype,
+            "InputFile": textset.source if textset.source == "<list>"
+            else str(Path(textset.source).resolve()),
             "GeneratedBy": f"llmfbn {__version__}",
         }
         n_tokens_written = 0
         progress = tqdm(total=sum(run.n_tokens for run in todo), unit="tok",
-                        desc=f"record {task}", disable=verbose < 1)
+                        desc=f"record {task}", disable=verbose < 1 or not todo)
         with progress:
             for i, act in iter_piece_activations(recorder, pieces, batch_size,
                                                  _pad_id(loaded.tokenizer),
