@@ -101,3 +101,90 @@ def test_consistency_cli_refuses_different_grids(tmp_path, two_recordings, capsy
     assert main(["consistency", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
                  str(tmp_path / "c.json")]) == 2
     assert "different models or grids" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tiny_networks_dir(tmp_path):
+    from llmfbn.networks import FunctionalNetworks
+
+    grid = NeuronGrid(3, 24, model=None, signal="mlp")
+    masks = np.zeros((3, 3, 24), bool)
+    masks[0, 0, :4] = masks[1, 1, 4:10] = masks[2, 2, 10:12] = True
+    FunctionalNetworks(masks.astype(np.float32), masks, grid).save(tmp_path / "net")
+    return tmp_path / "net"
+
+
+@pytest.fixture
+def tiny_eval_files(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat .\nthe dog ran far away and it was good\n" * 5)
+    sst = tmp_path / "sst2"
+    sst.mkdir()
+    (sst / "dev.tsv").write_text("text\tlabel\nthe film was very good\t1\n"
+                                 "the film was bad\t0\nit was good\t1\n")
+    return text, sst
+
+
+def test_intervene_cli_writes_contract_csv_and_resumes(tmp_path, tiny_model_dir,
+                                                       tiny_networks_dir, tiny_eval_files,
+                                                       capsys):
+    import pandas as pd
+
+    text, sst = tiny_eval_files
+    out = tmp_path / "results.csv"
+    args = ["intervene", "--model", str(tiny_model_dir), "--networks", str(tiny_networks_dir),
+            "--network", "0,2", "--mode", "inhibit", "--eval", f"text={text}",
+            "--eval", f"sst2={sst}", "--controls", "2", "--max-length", "16", "--stride", "8",
+            "--out", str(out), "-q"]
+    assert main(args) == 0
+    rows = pd.read_csv(out, dtype={"network": str})
+    assert list(rows.columns)[:10] == ["network", "n_neurons", "task", "metric", "mode",
+                                       "edit_value", "value", "control_mean",
+                                       "control_ci_low", "control_ci_high"][:10]
+    assert {"ratio", "n_controls", "baseline"} <= set(rows.columns)
+    assert set(rows.network) == {"none", "0", "2"}
+    assert set(rows.metric) == {"perplexity", "accuracy", "accuracy_norm"}
+    before = out.read_text()
+    assert main(args) == 0  # resumed: nothing recomputed, nothing changed
+    assert out.read_text() == before
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--eval", f"text={text}",
+                 "--max-length", "16", "--stride", "8", "--out", str(tmp_path / "b.csv"),
+                 "-q"]) == 0
+    base = pd.read_csv(tmp_path / "b.csv")
+    assert list(base.network.astype(str)) == ["none"]
+    assert base.value[0] == pytest.approx(
+        rows[(rows.network == "none") & (rows.metric == "perplexity")].value.iloc[0])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--network", "9"], "out of range: the folder holds 3 networks"),
+    (["--mode", "amplify"], "'--value' is required with --mode amplify"),
+    (["--network", "two"], "'--network' takes indices"),
+])
+def test_intervene_cli_errors(tmp_path, tiny_model_dir, tiny_networks_dir, tiny_eval_files,
+                              capsys, extra, message):
+    text, _ = tiny_eval_files
+    code = main(["intervene", "--model", str(tiny_model_dir), "--networks",
+                 str(tiny_networks_dir), "--eval", f"text={text}", "--max-length", "16",
+                 "--stride", "8", "--out", str(tmp_path / "r.csv"), "-q", *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_intervene_cli_bad_dataset_and_foreign_networks(tmp_path, tiny_model_dir,
+                                                        tiny_eval_files, capsys):
+    from llmfbn.networks import FunctionalNetworks
+
+    text, sst = tiny_eval_files
+    (sst / "dev.tsv").write_text("sentence\tgold\nhello\t1\n")
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--eval", f"sst2={sst}",
+                 "--out", str(tmp_path / "r.csv"), "-q"]) == 2
+    assert "text" in capsys.readouterr().err
+    grid = NeuronGrid(30, 1536, model="smollm2-135m", signal="mlp")
+    masks = np.zeros((1, 30, 1536), bool)
+    masks[0, 0, 0] = True
+    FunctionalNetworks(masks.astype(np.float32), masks, grid).save(tmp_path / "foreign")
+    assert main(["intervene", "--model", str(tiny_model_dir), "--networks",
+                 str(tmp_path / "foreign"), "--eval", f"text={text}", "--max-length", "16",
+                 "--stride", "8", "--out", str(tmp_path / "r2.csv"), "-q"]) == 2
+    assert "1536 units per layer" in capsys.readouterr().err

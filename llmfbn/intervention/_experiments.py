@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from llmfbn._utils import atomic_path, check_choice, log
 from llmfbn.intervention._controls import confidence_interval, matched_controls
 from llmfbn.intervention._edit import amplify, inhibit, scale
+from llmfbn.intervention._targets import resolve_targets
 
 __all__ = ["COLUMNS", "Evaluation", "baseline_rows", "intervention_sweep", "make_evaluation"]
 
@@ -189,6 +190,8 @@ def intervention_sweep(loaded, networks, evaluations, network_ids=None, mode="in
             raise ValueError(f"Network {k} is empty (its threshold selected no neuron); "
                              f"choose other networks or a lower threshold.")
     model, tokenizer = loaded.model, loaded.tokenizer
+    if ids:
+        resolve_targets(model, networks, networks=ids)  # same model, grid and signal?
     rows = _load_rows(out_csv)
     done = {(str(r.network), r.task, str(r.mode),
              "" if pd.isna(r.edit_value) else _value_key(r.edit_value))
