@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmfbn._utils import log
+from llmfbn._utils import log, write_atomic
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -112,6 +112,25 @@ def file_sha256(path, chunk=1 << 22):
     return digest.hexdigest()
 
 
+def cached_sha256(path):
+    """SHA-256 of a file, remembered in the cache by (path, size, mtime) to skip re-hashing."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    index_file = cache_dir() / "sha256-index.json"
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError):
+        index = {}
+    if key not in index:
+        index[key] = file_sha256(path)
+        try:
+            write_atomic(index_file, json.dumps(index, indent=1))
+        except OSError:  # a read-only cache only costs the hashing time
+            pass
+    return index[key]
+
+
 def builtin_gguf_path(name):
     """Path of a built-in model's GGUF file, found without importing its package."""
     spec = BUILTIN_MODELS[name]
@@ -129,7 +148,7 @@ def builtin_gguf_path(name):
 
 def _gguf_to_cached_folder(gguf_path, verbose=0):
     """De-quantise a GGUF file once; return the cached safetensors folder."""
-    digest = file_sha256(gguf_path)
+    digest = cached_sha256(gguf_path)
     target = cache_dir() / "gguf" / digest[:32]
     if (target / "llmfbn_source.json").exists():
         return target, digest
