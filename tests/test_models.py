@@ -149,3 +149,24 @@ def test_remote_code_is_off_by_default(tiny_model_dir, monkeypatch):
     load_model(tiny_model_dir)
     assert seen["trust_remote_code"] is False
     assert seen["local_files_only"] is True
+
+
+def test_hub_id_loads_only_from_the_local_cache(tmp_path, monkeypatch, texts):
+    """A hub id resolves from an existing Hugging Face cache, offline."""
+    import huggingface_hub.constants as hub_constants
+
+    snapshot = tmp_path / "hub" / "models--tiny--llama" / "snapshots" / "0123abcd"
+    loaded = make_loaded("llama")
+    loaded.model.save_pretrained(snapshot)
+    loaded.tokenizer.save_pretrained(snapshot)
+    refs = tmp_path / "hub" / "models--tiny--llama" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    from_cache = load_model("tiny/llama")
+    assert from_cache.source == "hf-cache:tiny/llama"
+    for a, b in zip(record_activations(from_cache, texts), record_activations(loaded, texts)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="Unknown model 'tiny/other'"):
+        load_model("tiny/other")
