@@ -31,16 +31,19 @@ from pathlib import Path
 from llmfbn.networks import NetworkDecomposition
 paths = [Path(p) for p in json.loads(sys.argv[1])]
 start = time.perf_counter()
-est = NetworkDecomposition(n_components=int(sys.argv[2]), random_state=0).fit(paths)
+est = NetworkDecomposition(n_components=int(sys.argv[2]), n_jobs=int(sys.argv[3]),
+                           random_state=0).fit(paths)
 print(json.dumps({"seconds": time.perf_counter() - start, "tokens": est.n_timepoints_,
                   "runs": len(paths), "neurons": est.grid_.n_neurons,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "worker_peak_rss_mb":
+                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 
-def run_child(paths, n_components):
+def run_child(paths, n_components, n_jobs):
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps([str(p) for p in paths]),
-                          str(n_components)], capture_output=True, text=True)
+                          str(n_components), str(n_jobs)], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -83,22 +86,27 @@ def main():
     parser.add_argument("--neurons", type=int, nargs="*", default=[4608, 15360, 46080])
     parser.add_argument("--synthetic-tokens", type=int, default=10000)
     parser.add_argument("--n-components", type=int, default=20)
+    parser.add_argument("--n-jobs", type=int, default=1,
+                        help="CanICA's n_jobs (per-run reductions in parallel processes)")
     args = parser.parse_args()
 
     print(f"command: {' '.join(sys.argv)}")
-    print("| data | runs | tokens | neurons | fit s | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
+    print(f"n_jobs={args.n_jobs}, n_components={args.n_components}")
+    print("| data | runs | tokens | neurons | fit s | peak RSS MB (main) | peak RSS MB (largest worker) |")
+    print("|---|---|---|---|---|---|---|")
     for budget in args.tokens if args.recordings else []:
         paths, total = runs_up_to(args.recordings, budget)
-        r = run_child(paths, args.n_components)
+        r = run_child(paths, args.n_components, args.n_jobs)
         print(f"| SmolLM2 recording | {r['runs']} | {r['tokens']} | {r['neurons']} "
-              f"| {r['seconds']:.0f} | {r['peak_rss_mb']:.0f} |", flush=True)
+              f"| {r['seconds']:.0f} | {r['peak_rss_mb']:.0f} | {r['worker_peak_rss_mb']:.0f} |",
+              flush=True)
     for n_neurons in args.neurons:
         with tempfile.TemporaryDirectory() as tmp:
             paths = synthetic(Path(tmp), n_neurons, args.synthetic_tokens)
-            r = run_child(paths, args.n_components)
+            r = run_child(paths, args.n_components, args.n_jobs)
         print(f"| synthetic planted | {r['runs']} | {r['tokens']} | {r['neurons']} "
-              f"| {r['seconds']:.0f} | {r['peak_rss_mb']:.0f} |", flush=True)
+              f"| {r['seconds']:.0f} | {r['peak_rss_mb']:.0f} | {r['worker_peak_rss_mb']:.0f} |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def table(rows):
     for r in rows[rows.network == "none"].itertuples():
         lines.append(f"| none | 0 | {r.task} | {r.metric} | none | | {r.value:.4g} | | |")
     for r in edited.itertuples():
-        edit = "" if pd.isna(r.edit_value) else f"{r.edit_value:g}"
+        edit = "" if pd.isna(r.edit_value) or r.edit_value == "" else f"{float(r.edit_value):g}"
         lines.append(f"| {r.network} | {r.n_neurons} | {r.task} | {r.metric} | {r.mode} | {edit} "
                      f"| {r.value:.4g} | {r.control_mean:.4g} [{r.control_ci_low:.4g}, "
                      f"{r.control_ci_high:.4g}] | {r.ratio:.3f} |")

@@ -23,10 +23,16 @@ class NonFiniteActivationError(FloatingPointError):
 
 
 def _make_pre_hook(units, fn, layer, check_finite):
+    cache = {}
+
     def hook(module, args):
         hidden = args[0]
-        edited = hidden.clone()
-        index = units.to(hidden.device)
+        # The down projection's input is a fresh temporary (act(gate) * up): edit it
+        # in place, unless autograd may need the original.
+        edited = hidden.clone() if hidden.requires_grad and torch.is_grad_enabled() else hidden
+        index = cache.get(hidden.device)
+        if index is None:
+            index = cache[hidden.device] = units.to(hidden.device)
         new = fn(edited.index_select(-1, index))
         if check_finite and not torch.isfinite(new).all():
             raise NonFiniteActivationError(
