@@ -209,3 +209,16 @@ def test_split_half_reproducibility_of_a_folder(planted):
     assert sorted(len(h) for h in result.halves) == [4, 4]
     assert np.min(result.iou.scores) >= 0.9  # the same planted networks in both halves
     assert np.max(result.iou.p_value) <= 1 / 21 + 1e-9
+
+
+@pytest.mark.parametrize("method", ["canica", "temporal_ica"])
+def test_transform_gives_network_time_series_per_run(planted, method):
+    folder, paths, masks, grid = planted
+    est = NetworkDecomposition(method=method, n_components=5, random_state=0).fit(folder)
+    series = est.transform(paths[:2])
+    assert [s.shape for s in series] == [(100, 5), (100, 5)]
+    data = grid.from_img(paths[0]).reshape(100, -1)
+    # each component's series follows the mean activity of its planted network
+    best = max(abs(np.corrcoef(series[0][:, k], data[:, masks[0].ravel()].mean(axis=1))[0, 1])
+               for k in range(5))
+    assert best > 0.9
