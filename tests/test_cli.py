@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-import nibabel as nib
 import numpy as np
 import pytest
 

@@ -226,6 +226,7 @@ def test_sweep_writes_tidy_csv_and_resumes(tmp_path):
     assert len(calls) == 1 + 2 * (1 + 3)
     table = pd.read_csv(out, dtype={"network": str})
     assert list(table.columns) == COLUMNS
+    assert len(rows) == len(table) == 2 + 2 * 2  # baseline + 2 networks, 2 metrics each
     assert set(table.network) == {"none", "0", "2"}
     base = table[table.network == "none"].set_index("metric")
     row = table[(table.network == "0") & (table.metric == "mean_logit")].iloc[0]

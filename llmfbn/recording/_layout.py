@@ -21,7 +21,6 @@ import re
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 
 from llmfbn import __version__
 from llmfbn._utils import atomic_path, remove_stale_temporaries, write_atomic

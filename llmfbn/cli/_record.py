@@ -1,0 +1,89 @@
+"""``llmfbn record``: texts -> a BIDS-style folder of Nifti images."""
+
+import argparse
+from pathlib import Path
+
+
+def add_record_parser(subparsers):
+    p = subparsers.add_parser(
+        "record", help="record a model's neurons over texts into Nifti images",
+        description="Record every neuron at every token into a BIDS-style folder "
+                    "of 4-D Nifti images (one run per text). Re-running resumes.")
+    p.add_argument("--model", default="smollm2-135m",
+                   help="built-in name, local model folder, .gguf file or cached hub id "
+                        "(default: smollm2-135m)")
+    p.add_argument("--input", required=True, type=Path,
+                   help=".txt/.raw (one text per line), .jsonl, .csv or .tsv")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--task", help="BIDS task label (default: the input file's stem)")
+    p.add_argument("--subject", help="BIDS subject label (default: from the model name)")
+    p.add_argument("--signal", default="mlp", choices=("mlp", "mlp_out", "residual"),
+                   help="mlp: MLP neurons (down-projection input, default); "
+                        "mlp_out: MLP output; residual: layer output")
+    p.add_argument("--layers", type=_parse_layers,
+                   help="layers to record, e.g. '0-9,20' (default: all)")
+    p.add_argument("--max-tokens", type=int, default=256, help="tokens per text (default 256)")
+    p.add_argument("--long-texts", default="truncate", choices=("truncate", "split"),
+                   help="texts over --max-tokens: truncate (counted) or split into runs")
+    p.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default 8)")
+    p.add_argument("--texts-per-run", type=int, default=1,
+                   help="texts concatenated into one run (default 1)")
+    p.add_argument("--limit", type=int, help="record only the first N non-empty texts")
+    p.add_argument("--text-column", help="text field of .jsonl/.csv/.tsv input (default 'text')")
+    p.add_argument("--label-column", help="label field, written as the events' trial_type")
+    p.add_argument("--dtype", default="float32",
+                   help="image data type: float32 (default) or float64; NIfTI has no float16")
+    p.add_argument("--compress", action="store_true",
+                   help="write .nii.gz instead of .nii (~4x slower to record, ~6%% smaller)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a model folder's own Python code (off by default)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_record)
+
+
+def _parse_layers(text):
+    layers = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                layers.extend(range(lo, hi + 1))
+            else:
+                layers.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'--layers' takes integers and ranges like '0-9,20'. {text!r} was provided."
+            ) from None
+    return sorted(set(layers))
+
+
+def _cmd_record(args):
+    from llmfbn.models import load_model
+    from llmfbn.recording import record
+
+    verbose = 0 if args.quiet else 1
+    model = load_model(args.model, trust_remote_code=args.trust_remote_code, verbose=verbose)
+    recording = record(
+        model, args.input, args.out, task=args.task, subject=args.subject,
+        signal=args.signal, layers=args.layers, max_tokens=args.max_tokens,
+        batch_size=args.batch_size, texts_per_run=args.texts_per_run,
+        long_texts=args.long_texts, limit=args.limit, text_column=args.text_column,
+        label_column=args.label_column, dtype=args.dtype, compress=args.compress,
+        verbose=verbose,
+    )
+    print_recording(recording)
+
+
+def print_recording(recording):
+    s = recording.summary
+    grid = recording.grid
+    print(f"Recording in {recording.out_dir.resolve()}")
+    print(f"  model {grid.model!r}, signal {grid.signal!r}: {grid.n_layers} layers x "
+          f"{grid.width} units on a {grid.shape} grid (mask: {recording.mask_file.name})")
+    print(f"  task {s['task']!r}: {s['n_runs']} runs, {s['n_tokens']} tokens "
+          f"({recording.n_runs_written} runs written now, {recording.n_runs_skipped} resumed)")
+    print(f"  skipped empty texts: {s['n_skipped_empty']}, truncated: {s['n_truncated']} "
+          f"({s['n_tokens_dropped']} tokens dropped), split: {s['n_split']}")
+    if recording.bold_files:
+        print(f"  first image: {recording.bold_files[0]}")
