@@ -50,6 +50,7 @@ def run_child(paths, n_components, n_jobs):
 
 
 def runs_up_to(folders, budget):
+    from llmfbn._utils import run_sibling
     from llmfbn.networks import find_recording_images
 
     chosen, total = [], 0
@@ -58,8 +59,7 @@ def runs_up_to(folders, budget):
         for p in paths:
             if total >= budget:
                 return chosen, total
-            n = json.loads(p.with_name(p.name.split("_bold")[0] + "_bold.json").read_text())[
-                "NumberOfTokens"]
+            n = json.loads(run_sibling(p, "bold.json").read_text())["NumberOfTokens"]
             chosen.append(p)
             total += n
     return chosen, total

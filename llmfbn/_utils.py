@@ -91,3 +91,12 @@ def remove_stale_temporaries(folder):
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def run_sibling(bold, suffix):
+    """Path of a run's other file: ``..._bold.nii[.gz]`` -> ``..._<suffix>``.
+
+    ``suffix`` is e.g. ``"bold.json"`` (sidecar) or ``"events.tsv"``.
+    """
+    bold = Path(bold)
+    return bold.with_name(bold.name[: bold.name.index("_bold.nii")] + "_" + suffix)

@@ -3,6 +3,8 @@
 import warnings
 from pathlib import Path
 
+from llmfbn._utils import run_sibling
+
 
 def add_intervention_parsers(subparsers):
     evaluate = subparsers.add_parser(
@@ -90,7 +92,7 @@ def _warn_if_leaking(networks_dir, specs):
         return
     sources = set()
     for run in json.loads(params.read_text()).get("runs", [])[:1]:
-        sidecar = Path(run[: run.index("_bold.nii")] + "_bold.json")
+        sidecar = run_sibling(run, "bold.json")
         if sidecar.exists():
             source = json.loads(sidecar.read_text()).get("InputFile")
             if source:

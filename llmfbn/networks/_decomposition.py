@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from llmfbn._utils import check_choice, check_positive_int, log
+from llmfbn._utils import check_choice, check_positive_int, log, run_sibling
 from llmfbn.grid import NeuronGrid
 from llmfbn.networks._networks import DEFAULT_THRESHOLD, FunctionalNetworks, zscore_maps
 
@@ -48,7 +48,7 @@ def find_recording_images(source, task=None):
                 f"`llmfbn record`).")
         pattern = f"*_task-{task}_run-*_bold.nii*" if task else "*_bold.nii*"
         paths = sorted(p for p in root.glob(f"sub-*/func/{pattern}")
-                       if p.with_name(_sidecar_name(p)).exists())
+                       if run_sibling(p, "bold.json").exists())
         if not paths:
             raise ValueError(f"{root} holds no finished runs" + (f" of task {task!r}." if task else "."))
         return paths, NeuronGrid.load(root)
@@ -67,11 +67,6 @@ def find_recording_images(source, task=None):
             raise ValueError(f"Images come from different grids or models: {first!r} vs "
                              f"{grid!r} (in {root}).")
     return paths, first
-
-
-def _sidecar_name(path):
-    name = path.name
-    return name[: name.index("_bold.nii")] + "_bold.json"
 
 
 class NetworkDecomposition(TransformerMixin, BaseEstimator):

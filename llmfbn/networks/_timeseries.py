@@ -5,18 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
-from llmfbn._utils import check_choice, check_positive_int
+from llmfbn._utils import check_choice, check_positive_int, run_sibling
 
 __all__ = ["network_time_series", "top_tokens"]
 
 
-def _events_path(bold):
-    name = Path(bold).name
-    return Path(bold).with_name(name[: name.index("_bold.nii")] + "_events.tsv")
-
-
 def _read_tokens(bold):
-    path = _events_path(bold)
+    path = run_sibling(bold, "events.tsv")
     if not path.exists():
         return None
     with open(path, encoding="utf-8", newline="") as f:
