@@ -1,4 +1,4 @@
-"""Command line: ``llmfbn record | networks | consistency | evaluate | intervene | models | demo``.
+"""Command line: ``llmfbn record | networks | consistency | glm | evaluate | intervene | models | demo``.
 
 One module per group of commands. Bad input ends with one line
 ``llmfbn: error: ...`` and exit status 2, never a traceback.
@@ -12,6 +12,7 @@ import warnings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from llmfbn import __version__  # noqa: E402
+from llmfbn.cli._glm import add_glm_parser  # noqa: E402
 from llmfbn.cli._info import add_info_parsers  # noqa: E402
 from llmfbn.cli._intervene import add_intervention_parsers  # noqa: E402
 from llmfbn.cli._networks import add_networks_parsers  # noqa: E402
@@ -27,6 +28,7 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_record_parser(subparsers)
     add_networks_parsers(subparsers)
+    add_glm_parser(subparsers)
     add_intervention_parsers(subparsers)
     add_info_parsers(subparsers)
     return parser
