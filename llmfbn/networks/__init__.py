@@ -21,6 +21,7 @@ from llmfbn.networks._consistency import (
     split_half,
     stability,
 )
+from llmfbn.networks._connectivity import CONNECTIVITY_KINDS, Connectome, network_connectivity
 from llmfbn.networks._decomposition import (
     NetworkDecomposition,
     find_recording_images,
@@ -30,6 +31,8 @@ from llmfbn.networks._networks import FunctionalNetworks, threshold_maps, zscore
 from llmfbn.networks._timeseries import network_time_series, top_tokens
 
 __all__ = [
+    "CONNECTIVITY_KINDS",
+    "Connectome",
     "FunctionalNetworks",
     "GroupTemplate",
     "MatchReport",
@@ -42,6 +45,7 @@ __all__ = [
     "group_template",
     "iou",
     "match_networks",
+    "network_connectivity",
     "network_time_series",
     "null_matched_correlation",
     "null_matched_iou",
