@@ -1,4 +1,4 @@
-"""Command line: ``llmfbn record | networks | consistency | glm | evaluate | intervene | models | demo``.
+"""Command line: ``llmfbn record | networks | consistency | glm | evaluate | intervene | report | models | demo``.
 
 One module per group of commands. Bad input ends with one line
 ``llmfbn: error: ...`` and exit status 2, never a traceback.
@@ -17,6 +17,7 @@ from llmfbn.cli._info import add_info_parsers  # noqa: E402
 from llmfbn.cli._intervene import add_intervention_parsers  # noqa: E402
 from llmfbn.cli._networks import add_networks_parsers  # noqa: E402
 from llmfbn.cli._record import add_record_parser  # noqa: E402
+from llmfbn.cli._report import add_report_parser  # noqa: E402
 
 __all__ = ["build_parser", "main"]
 
@@ -30,6 +31,7 @@ def build_parser():
     add_networks_parsers(subparsers)
     add_glm_parser(subparsers)
     add_intervention_parsers(subparsers)
+    add_report_parser(subparsers)
     add_info_parsers(subparsers)
     return parser
 

@@ -1,0 +1,37 @@
+"""``llmfbn report``."""
+
+from pathlib import Path
+
+
+def add_report_parser(subparsers):
+    p = subparsers.add_parser(
+        "report", help="one self-contained HTML report of recordings, networks, GLM, results",
+        description="Write one HTML file (figures embedded, nothing else needed to open it) "
+                    "from recording, networks and GLM folders, consistency JSON and "
+                    "intervention CSV files of one model, or folders holding them.")
+    p.add_argument("paths", type=Path, nargs="+", metavar="RUN_DIR",
+                   help="folders or files written by llmfbn")
+    p.add_argument("--out", required=True, type=Path, help="HTML file to write")
+    p.add_argument("--max-networks", type=int,
+                   help="show at most this many network maps per networks folder")
+    p.add_argument("--connectivity-runs", type=int, default=50,
+                   help="runs of a recording used for network connectivity (default 50)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args):
+    from llmfbn._utils import check_positive_int
+    from llmfbn.reports import find_inputs, make_report
+
+    if args.out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"'--out' must be an .html file. {str(args.out)!r} was provided.")
+    if args.out.exists() and not args.force:
+        raise ValueError(f"{args.out} already exists; pass --force to overwrite it.")
+    check_positive_int(args.max_networks, "--max-networks", allow_none=True)
+    check_positive_int(args.connectivity_runs, "--connectivity-runs")
+    find_inputs(args.paths)  # every input problem is reported before any work
+    out = make_report(args.paths, args.out, max_networks=args.max_networks,
+                      connectivity_runs=args.connectivity_runs, verbose=0 if args.quiet else 1)
+    print(f"Report: {out.resolve()}")

@@ -1,0 +1,274 @@
+"""``make_report``: one self-contained HTML page from whatever llmfbn wrote."""
+
+import datetime
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from llmfbn import __version__
+from llmfbn._utils import log, write_atomic
+from llmfbn.reports._html import Section, figure_html, page, table_html
+from llmfbn.reports._inputs import find_inputs
+
+__all__ = ["make_report"]
+
+
+def make_report(paths, out_file, max_networks=None, connectivity_runs=50, verbose=1):
+    """Write one self-contained HTML report of recordings, networks, GLM and interventions.
+
+    Parameters
+    ----------
+    paths : list of str or Path
+        Recording, networks and GLM folders, consistency JSON and intervention
+        CSV files (see :func:`~llmfbn.reports.find_inputs`); all of one model
+        and grid.
+    out_file : str or Path
+        The ``.html`` file to write (atomically). Figures are embedded as
+        PNG, so the file needs nothing else to open.
+    max_networks : int, optional
+        Show at most this many network maps per networks folder (default all).
+    connectivity_runs : int, default 50
+        With a recording and networks given together, the network
+        connectivity matrix uses the recording's first ``connectivity_runs``
+        runs.
+    verbose : int, default 1
+
+    Returns
+    -------
+    Path
+        ``out_file``.
+    """
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo"):
+        matplotlib.use("Agg")
+    inputs = find_inputs(paths)
+    by_kind = {kind: [i for i in inputs if i.kind == kind] for kind in
+               ("recording", "networks", "glm", "consistency", "intervention")}
+    grid = next((i.grid for i in inputs if i.grid is not None), None)
+    sections = [_overview(inputs, grid)]
+    for n, item in enumerate(by_kind["recording"]):
+        log(f"Report: recording {item.path}", verbose)
+        sections.append(_recording_section(item, n))
+    for n, item in enumerate(by_kind["networks"]):
+        log(f"Report: networks {item.path}", verbose)
+        sections.append(_networks_section(item, n, max_networks, by_kind["recording"],
+                                          connectivity_runs))
+    for n, item in enumerate(by_kind["consistency"]):
+        sections.append(_consistency_section(item, n))
+    for n, item in enumerate(by_kind["glm"]):
+        log(f"Report: GLM {item.path}", verbose)
+        sections.append(_glm_section(item, n))
+    for n, item in enumerate(by_kind["intervention"]):
+        sections.append(_intervention_section(item, n))
+    model = grid.model if grid is not None else "LLM"
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    document = page(f"llmfbn report: {model}", f"Written {stamp} by llmfbn {__version__} from "
+                    f"{len(inputs)} inputs.", sections)
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_file, document)
+    log(f"Report written to {out_file}", verbose)
+    return out_file
+
+
+# -- sections ---------------------------------------------------------------
+
+
+def _overview(inputs, grid):
+    section = Section("Overview", "overview")
+    rows = []
+    if grid is not None:
+        identity = next((i.details.get("identity") for i in inputs if i.kind == "recording"), {})
+        rows += [
+            {"what": "model", "value": grid.model},
+            {"what": "architecture", "value": identity.get("architecture", "")},
+            {"what": "weights", "value": identity.get("weights_hash", "")},
+            {"what": "signal", "value": grid.signal},
+            {"what": "grid", "value": f"{grid.n_layers} layers x {grid.width} units on a "
+                                      f"{' x '.join(map(str, grid.shape))} volume "
+                                      f"({grid.n_padding} padding voxels per layer)"},
+        ]
+    section.add(table_html(rows, ["what", "value"]))
+    section.heading("Inputs")
+    section.add(table_html([{"kind": i.kind, "path": str(i.path)} for i in inputs],
+                           ["kind", "path"]))
+    return section
+
+
+def _recording_section(item, n):
+    from llmfbn.networks import find_recording_images
+    from llmfbn.plotting import plot_carpet
+
+    section = Section(f"Recording: {item.path.name}", f"recording-{n}")
+    summaries = sorted(item.path.glob("sub-*/func/*_summary.json"))
+    rows = []
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        rows.append({key: summary.get(key) for key in
+                     ("task", "input", "n_runs", "n_tokens", "n_texts_in_input", "limit")})
+    if rows:
+        section.add(table_html(rows, ["task", "input", "n_runs", "n_tokens",
+                                      "n_texts_in_input", "limit"]))
+    paths, grid = find_recording_images(item.path)
+    section.note(f"{len(paths)} finished runs. Each run is a 4-D Nifti image: "
+                 f"{grid.shape[0]} x {grid.shape[1]} voxels per layer, {grid.n_layers} "
+                 f"layers as slices, one volume per token.")
+    section.add(figure_html(plot_carpet(paths[0], grid=grid),
+                            caption=f"Carpet plot of {paths[0].name}: every neuron (rows, "
+                                    f"grouped by layer) at every token (columns).",
+                            alt="carpet plot"))
+    return section
+
+
+def _networks_section(item, n, max_networks, recordings, connectivity_runs):
+    from llmfbn.networks import FunctionalNetworks
+    from llmfbn.plotting import plot_atlas, plot_layer_profile, plot_network
+
+    networks = FunctionalNetworks.load(item.path)
+    params = networks.params
+    section = Section(f"Networks: {item.path.name}", f"networks-{n}")
+    sizes = networks.sizes
+    described = ", ".join(f"{k}={params[k]}" for k in
+                          ("method", "n_components", "threshold", "threshold_mode", "n_runs",
+                           "n_timepoints") if params.get(k) is not None)
+    section.note(f"{len(networks)} networks ({described}). Sizes: min {sizes.min()}, "
+                 f"median {int(np.median(sizes))}, max {sizes.max()} neurons.")
+    section.add(figure_html(plot_atlas(networks), caption="All networks as an atlas "
+                            "(nilearn's plot_prob_atlas on the 4-D z-map image).", alt="atlas"))
+    section.add(figure_html(plot_layer_profile(networks),
+                            caption="Neurons per layer of each network.", alt="layer profile"))
+    connectivity = _connectivity_html(networks, recordings, connectivity_runs)
+    if connectivity:
+        section.heading("Connectivity between networks")
+        section.add(connectivity)
+    shown = range(len(networks)) if max_networks is None else range(min(max_networks,
+                                                                          len(networks)))
+    section.heading("One map per network")
+    cards = []
+    for k in shown:
+        card = (f"<div class=\"card\"><h3>Network {k}: {sizes[k]} neurons</h3>"
+                + figure_html(plot_network(networks, k, kind="flat"), alt=f"network {k}"))
+        tokens = (networks.top_tokens or [None] * len(networks))[k]
+        if tokens:
+            lines = "".join(f"<li>{html.escape(row['context'])} "
+                            f"<b>{row['activation']:.2f}</b></li>" for row in tokens[:8])
+            card += f"<p class=\"note\">Top tokens</p><ol class=\"tokens\">{lines}</ol>"
+        cards.append(card + "</div>")
+    section.add("<div class=\"cards\">" + "\n".join(cards) + "</div>")
+    if len(shown) < len(networks):
+        section.note(f"{len(networks) - len(shown)} more networks not shown (max_networks).")
+    return section
+
+
+def _connectivity_html(networks, recordings, max_runs):
+    """Correlation between network time series on a recording of the same grid."""
+    from llmfbn.networks import find_recording_images, network_connectivity
+    from llmfbn.plotting import plot_connectivity
+
+    for recording in recordings:
+        paths, _ = find_recording_images(recording.path)
+        paths = paths[:max_runs]
+        connectome = network_connectivity(networks, paths, kind="correlation")
+        return figure_html(
+            plot_connectivity(connectome, title="correlation"),
+            caption=f"Correlation between the networks' mean time series over "
+                    f"{connectome.n_runs} runs of {recording.path.name} "
+                    f"({int(np.sum(connectome.n_tokens))} tokens), averaged over runs (nilearn "
+                    f"ConnectivityMeasure).", alt="connectivity")
+    return ""
+
+
+def _consistency_section(item, n):
+    from llmfbn.plotting import plot_consistency
+
+    document = item.details["document"]
+    section = Section(f"Consistency: {item.path.name}", f"consistency-{n}")
+    rows = []
+    for pair in document["pairs"]:
+        iou, corr = pair["iou"], pair["correlation"]
+        rows.append({
+            "a": pair["a"], "b": pair["b"],
+            "median IoU": float(np.median(iou["scores"])),
+            "null IoU": float(np.mean(iou["null_mean"])),
+            "pairs p<0.05": int(np.sum(np.asarray(iou["p_value"], float) < 0.05)),
+            "matched pairs": len(iou["scores"]),
+            "median r": float(np.median(corr["scores"])),
+        })
+    section.note("Networks matched one-to-one (Hungarian assignment) by IoU and by spatial "
+                 "correlation; the null is random neuron sets of the same size and per-layer "
+                 f"counts ({document.get('n_draws')} draws).")
+    section.add(table_html(rows, ["a", "b", "median IoU", "null IoU", "pairs p<0.05",
+                                  "matched pairs", "median r"]))
+    section.add(figure_html(plot_consistency(document), alt="consistency",
+                            caption="Matched IoU of each pair against its null."))
+    return section
+
+
+def _glm_section(item, n):
+    from llmfbn.networks import FunctionalNetworks
+    from llmfbn.plotting import plot_brain_map, plot_flat_map
+
+    summary = json.loads((item.path / "glm.json").read_text())
+    networks = FunctionalNetworks.load(item.path)
+    section = Section(f"Task GLM: {item.path.name}", f"glm-{n}")
+    control = (f"z >= {summary['threshold_given']}" if summary.get("threshold_given") is not None
+               else f"{summary.get('height_control')} at alpha {summary.get('alpha')}")
+    section.note(f"nilearn FirstLevelModel per run (tokens as scans, no HRF) and "
+                 f"SecondLevelModel across runs; thresholded by {control}"
+                 f"{', two-sided' if summary.get('two_sided') else ''}. Runs per condition: "
+                 + ", ".join(f"{c}: {k}" for c, k in summary.get("conditions", {}).items()))
+    rows = [{"contrast": c["contrast"], "design": c["design"], "dof": c["dof"],
+             "threshold": "none survives" if c["threshold"] is None else c["threshold"],
+             "neurons": c["n_selected"],
+             "peak": f"layer {c['peak']['layer']}, unit {c['peak']['unit']} "
+                     f"(z = {c['peak']['z']:.2f})"} for c in summary["contrasts"]]
+    section.add(table_html(rows, ["contrast", "design", "dof", "threshold", "neurons", "peak"]))
+    for k, contrast in enumerate(summary["contrasts"]):
+        name, threshold = contrast["contrast"], contrast["threshold"]
+        if threshold is None:
+            section.heading(f"{name}: no neuron survives the threshold (unthresholded z-map)")
+        else:
+            section.heading(f"{name}: {contrast['n_selected']} neurons with z >= {threshold:.2f}")
+        section.add(figure_html(plot_brain_map(networks.maps[k], grid=networks.grid,
+                                               threshold=threshold, title=f"{name} (z)"),
+                                alt=f"z-map {name}"))
+        section.add(figure_html(plot_flat_map(networks.maps[k], grid=networks.grid,
+                                              threshold=threshold, title=f"{name} (z)"),
+                                alt=f"flat z-map {name}"))
+    return section
+
+
+def _intervention_section(item, n):
+    import pandas as pd
+
+    from llmfbn.plotting import plot_dose_response, plot_intervention
+
+    frame = pd.read_csv(item.path)
+    section = Section(f"Interventions: {item.path.name}", f"intervention-{n}")
+    columns = [c for c in ("network", "n_neurons", "task", "metric", "mode", "edit_value",
+                           "value", "control_mean", "control_ci_low", "control_ci_high",
+                           "ratio", "n_controls", "baseline") if c in frame.columns]
+    rows = frame[columns].to_dict("records")
+    section.add(table_html([{k: _plain(v) for k, v in r.items()} for r in rows], columns))
+    edited = frame[frame["network"].astype(str) != "none"]
+    for (task, metric), group in edited.groupby(["task", "metric"], sort=False):
+        section.add(figure_html(plot_intervention(frame, task=task, metric=metric),
+                                caption=f"{metric} on {task}: each network edited against "
+                                        f"matched random controls (mean and 95 % CI); dashed: "
+                                        f"the unmodified model.", alt="intervention"))
+        if group["edit_value"].nunique() > 1:
+            section.add(figure_html(plot_dose_response(frame, task=task, metric=metric),
+                                    caption=f"{metric} on {task} against the edit's strength.",
+                                    alt="dose-response"))
+    return section
+
+
+def _plain(value):
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

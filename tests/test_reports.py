@@ -1,0 +1,160 @@
+"""``llmfbn report``: the whole CLI pipeline on a tiny model, then the HTML in Chromium."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from llmfbn.cli import main
+from llmfbn.reports import find_inputs
+
+SENTENCES = {
+    "good": ["it was a very good film !", "the sun is big and good", "we ran far , good",
+             "a good dog sat on the mat", "good red house and blue tree", "the moon was good"],
+    "bad": ["it was a very bad film .", "the fire is big and bad", "they ran far , bad",
+            "a bad cat sat on the mat", "bad water and small tree", "the house was bad"],
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, tiny_model_dir):
+    """record -> networks (x2) -> consistency -> glm -> intervene, all through the CLI."""
+    root = tmp_path_factory.mktemp("pipeline")
+    table = root / "texts.tsv"
+    rows = [f"{text}\t{label}" for label, texts in SENTENCES.items() for text in texts]
+    table.write_text("text\tlabel\n" + "\n".join(rows * 2) + "\n")
+    held_out = root / "held_out.txt"
+    held_out.write_text("the cat and the dog sat on a red mat in the sun . " * 20)
+    model = ["--model", str(tiny_model_dir)]
+    out = {name: root / name for name in ("rec", "net0", "net1", "glm")}
+    assert main(["record", "--input", str(table), "--out", str(out["rec"]), "--label-column", "label",
+                 "-q", *model]) == 0
+    for seed in (0, 1):
+        assert main(["networks", str(out["rec"]), "--out", str(out[f"net{seed}"]),
+                     "--n-components", "3", "--top-k", "6", "--random-state", str(seed),
+                     "-q"]) == 0
+    out["consistency"] = root / "consistency.json"
+    assert main(["consistency", str(out["net0"]), str(out["net1"]), "--n-draws", "20",
+                 "--out", str(out["consistency"])]) == 0
+    assert main(["glm", str(out["rec"]), "--contrast", "good-bad", "--height-control", "none",
+                 "--threshold", "1.0", "--out", str(out["glm"]), "-q"]) == 0
+    out["results"] = root / "inhibit.csv"
+    assert main(["intervene", "--networks", str(out["net0"]), "--eval", f"text={held_out}",
+                 "--controls", "2", "--out", str(out["results"]), "-q", *model]) == 0
+    out["amplify"] = root / "amplify.csv"
+    assert main(["intervene", "--networks", str(out["net0"]), "--network", "0",
+                 "--mode", "amplify", "--value", "0.5,2", "--eval", f"text={held_out}",
+                 "--controls", "2", "--out", str(out["amplify"]), "-q", *model]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(pipeline, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    paths = [str(pipeline[k]) for k in ("rec", "net0", "consistency", "glm", "results",
+                                        "amplify")]
+    assert main(["report", *paths, "--out", str(out), "-q"]) == 0
+    return out
+
+
+def test_inputs_are_recognised(pipeline):
+    kinds = [i.kind for i in find_inputs([pipeline[k] for k in
+                                          ("rec", "net0", "glm", "consistency", "results")])]
+    assert kinds == ["recording", "networks", "glm", "consistency", "intervention"]
+    # a folder holding llmfbn outputs is searched one level down
+    kinds = sorted(i.kind for i in find_inputs([pipeline["rec"].parent]))
+    assert kinds == sorted(["recording", "networks", "networks", "glm", "consistency",
+                            "intervention", "intervention"])
+
+
+def test_report_is_self_contained_and_has_every_section(report, pipeline):
+    text = report.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    # nothing to fetch: no external scripts, styles or images
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)
+    assert "<script" not in text
+    for anchor in ("overview", "recording-0", "networks-0", "consistency-0", "glm-0",
+                   "intervention-0", "intervention-1"):
+        assert f'id="{anchor}"' in text, anchor
+    n_images = text.count('src="data:image/png;base64,')
+    # carpet + atlas + profile + connectivity + 3 networks + consistency + 2 GLM maps
+    # + inhibit plot + amplify plot + dose-response
+    assert n_images == 13
+    networks = json.loads((pipeline["net0"] / "networks.json").read_text())
+    first_token = networks["networks"][0]["top_tokens"][0]["context"]
+    assert first_token.split("[")[0].strip().replace("&", "&amp;") in text
+    assert "good-bad" in text
+    assert "tiny-llama" in text or "tinyllama" in text or str(pipeline["rec"]) in text
+
+
+def test_report_refuses_to_overwrite(report, pipeline, capsys):
+    before = report.read_bytes()
+    assert main(["report", str(pipeline["net0"]), "--out", str(report), "-q"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert report.read_bytes() == before
+    assert main(["report", str(pipeline["net0"]), "--out", str(report), "-q", "--force"]) == 0
+    assert report.read_bytes() != before
+
+
+def test_report_bad_inputs_are_one_line_errors(tmp_path, pipeline, capsys):
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("hello")
+    out = tmp_path / "r.html"
+    assert main(["report", str(stray), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is not something llmfbn wrote" in err and str(stray) in err
+    assert main(["report", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["report", str(pipeline["net0"]), "--out", str(tmp_path / "r.png")]) == 2
+    assert "'--out' must be an .html file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_report_refuses_mixed_models(tmp_path, pipeline, capsys):
+    other = tmp_path / "other-net"
+    shutil.copytree(pipeline["net0"], other)
+    grid = json.loads((other / "grid.json").read_text())
+    grid["model"] = "another-model"
+    (other / "grid.json").write_text(json.dumps(grid))
+    out = tmp_path / "r.html"
+    assert main(["report", str(pipeline["net0"]), str(other), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "another-model" in err and str(other) in err and "different models" in err
+    assert not out.exists()
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("LLMFBN_REQUIRE_CHROMIUM"):
+        pytest.fail("LLMFBN_REQUIRE_CHROMIUM is set but no chromium is installed")
+    pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium)")
+
+
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    """A laptop-sized screenshot of the report is not blank: text and figures are drawn."""
+    from PIL import Image
+
+    chromium = _chromium()
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+         "--window-size=1366,2400", f"--screenshot={shot}", report.resolve().as_uri()],
+        check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
+    assert pixels.shape[:2] == (2400, 1366)
+    # the dark header, white cards and coloured figures: many colours, not one flat page
+    assert pixels.std() > 20
+    assert len(np.unique(pixels.reshape(-1, 3)[::97], axis=0)) > 200
+    # the page fits a laptop screen's width: no content cut at the right edge
+    right = pixels[:, -40:]
+    assert (right.std(axis=1) < 1).mean() > 0.9
