@@ -158,3 +158,22 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     # the page fits a laptop screen's width: no content cut at the right edge
     right = pixels[:, -40:]
     assert (right.std(axis=1) < 1).mean() > 0.9
+
+
+def test_a_path_given_twice_counts_once(pipeline):
+    items = find_inputs([pipeline["net0"], pipeline["net0"], pipeline["net0"].parent])
+    assert sum(i.path == pipeline["net0"] for i in items) == 1
+
+
+def test_empty_results_give_a_note_not_a_figure(tmp_path, capsys):
+    empty_csv = tmp_path / "empty.csv"
+    empty_csv.write_text("network,n_neurons,task,metric,mode,edit_value,value,control_mean,"
+                         "control_ci_low,control_ci_high,ratio,n_controls,baseline\n")
+    empty_json = tmp_path / "consistency.json"
+    empty_json.write_text(json.dumps({"folders": [], "pairs": []}))
+    out = tmp_path / "r.html"
+    assert main(["report", str(empty_csv), str(empty_json), "--out", str(out), "-q"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    text = out.read_text()
+    assert "No edited network in this file" in text and "holds no pair" in text
+    assert "data:image/png" not in text

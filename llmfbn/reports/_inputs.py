@@ -86,7 +86,8 @@ def find_inputs(paths):
 
     Returns
     -------
-    list of ReportInput, in the order given (children sorted by name)
+    list of ReportInput, in the order given (children sorted by name), each
+    path once
 
     Raises
     ------
@@ -113,6 +114,10 @@ def find_inputs(paths):
                 f"a GLM folder (glm.json), a consistency .json or an intervention .csv, "
                 f"or a folder holding some of them.")
         found.extend(children)
+    unique = {}
+    for item in found:  # the same folder given twice (or inside a given folder) counts once
+        unique.setdefault(item.path.resolve(), item)
+    found = list(unique.values())
     _check_same_grid(found)
     return found
 

@@ -186,6 +186,8 @@ def _consistency_section(item, n):
 
     document = item.details["document"]
     section = Section(f"Consistency: {item.path.name}", f"consistency-{n}")
+    if not document["pairs"]:
+        return section.note("This file holds no pair of networks folders.")
     rows = []
     for pair in document["pairs"]:
         iou, corr = pair["iou"], pair["correlation"]
@@ -254,6 +256,8 @@ def _intervention_section(item, n):
     rows = frame[columns].to_dict("records")
     section.add(table_html([{k: _plain(v) for k, v in r.items()} for r in rows], columns))
     edited = frame[frame["network"].astype(str) != "none"]
+    if edited.empty:
+        section.note("No edited network in this file (only the unmodified model, if anything).")
     for (task, metric), group in edited.groupby(["task", "metric"], sort=False):
         section.add(figure_html(plot_intervention(frame, task=task, metric=metric),
                                 caption=f"{metric} on {task}: each network edited against "
