@@ -33,7 +33,7 @@ DATA = parser.parse_known_args()[0].data
 SMOKE = os.environ.get("LLMFBN_SMOKE") == "1"
 RESULTS = Path(os.environ.get("LLMFBN_RESULTS", "results/tutorials"))
 MAX_TOKENS = 32 if SMOKE else 64
-N_COMPONENTS = 5 if SMOKE else 10
+N_COMPONENTS = 10  # in smoke runs too: some steps need runs longer than this
 N_CONTROLS = 2 if SMOKE else 5
 PPL_TOKENS = 256 if SMOKE else None  # perplexity on the first tokens only, in smoke runs
 

@@ -36,7 +36,7 @@ DATA = parser.parse_known_args()[0].data
 SMOKE = os.environ.get("LLMFBN_SMOKE") == "1"
 RESULTS = Path(os.environ.get("LLMFBN_RESULTS", "results/tutorials"))
 MAX_TOKENS = 32 if SMOKE else 64
-N_COMPONENTS = 5 if SMOKE else 10
+N_COMPONENTS = 10  # in smoke runs too: some steps need runs longer than this
 
 from llmfbn.datasets import load_probe_heldout, load_probe_texts
 from llmfbn.models import load_model
@@ -66,9 +66,11 @@ plot_connectivity_comparison(by_task)
 
 # %%
 # The tangent space is the usual choice for comparing connectomes across
-# subjects: it measures each run against the group's geometric mean.
-tangent = network_connectivity(networks, probes.out_dir, kind="tangent")
-plot_connectivity(tangent, title="tangent-space group mean (probe sentences)")
+# subjects: it measures each run against the group's geometric mean. It needs
+# well-conditioned covariances, so more tokens per run than networks: the
+# paragraphs of the held-out prose qualify, the one-sentence probe runs do not.
+tangent = network_connectivity(networks, prose.out_dir, kind="tangent")
+plot_connectivity(tangent, title="tangent-space group mean (held-out prose)")
 
 # %%
 # A task-GLM localizer
