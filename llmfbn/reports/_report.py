@@ -10,7 +10,7 @@ import numpy as np
 from llmfbn import __version__
 from llmfbn._utils import log, write_atomic
 from llmfbn.reports._html import Section, figure_html, page, table_html
-from llmfbn.reports._inputs import find_inputs
+from llmfbn.reports._inputs import KINDS, find_inputs
 
 __all__ = ["make_report"]
 
@@ -40,13 +40,8 @@ def make_report(paths, out_file, max_networks=None, connectivity_runs=50, verbos
     Path
         ``out_file``.
     """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo"):
-        matplotlib.use("Agg")
     inputs = find_inputs(paths)
-    by_kind = {kind: [i for i in inputs if i.kind == kind] for kind in
-               ("recording", "networks", "glm", "consistency", "intervention")}
+    by_kind = {kind: [i for i in inputs if i.kind == kind] for kind in KINDS}
     grid = next((i.grid for i in inputs if i.grid is not None), None)
     sections = [_overview(inputs, grid)]
     for n, item in enumerate(by_kind["recording"]):
@@ -137,7 +132,7 @@ def _networks_section(item, n, max_networks, recordings, connectivity_runs):
     section.note(f"{len(networks)} networks ({described}). Sizes: min {sizes.min()}, "
                  f"median {int(np.median(sizes))}, max {sizes.max()} neurons.")
     section.add(figure_html(plot_atlas(networks), caption="All networks as an atlas "
-                            "(nilearn's plot_prob_atlas on the 4-D z-map image).", alt="atlas"))
+                            "(nilearn's plot_prob_atlas on the 4-D image of network masks).", alt="atlas"))
     section.add(figure_html(plot_layer_profile(networks),
                             caption="Neurons per layer of each network.", alt="layer profile"))
     connectivity = _connectivity_html(networks, recordings, connectivity_runs)
