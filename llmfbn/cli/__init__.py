@@ -1,4 +1,5 @@
-"""Command line: ``llmfbn record | networks | consistency | glm | evaluate | intervene | report | models | demo``.
+"""Command line: ``llmfbn record | networks | consistency | glm | evaluate | intervene |
+report | models | demo``.
 
 One module per group of commands. Bad input ends with one line
 ``llmfbn: error: ...`` and exit status 2, never a traceback.

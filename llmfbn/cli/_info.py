@@ -8,7 +8,8 @@ from llmfbn.cli._record import print_recording
 def add_info_parsers(subparsers):
     p = subparsers.add_parser("models", help="list built-in models and supported architectures")
     p.set_defaults(func=_cmd_models)
-    p = subparsers.add_parser("demo", help="the whole pipeline on the built-in probe texts with SmolLM2")
+    p = subparsers.add_parser(
+        "demo", help="the whole pipeline on the built-in probe texts with SmolLM2")
     p.add_argument("--out", type=Path, default=Path("results/demo"),
                    help="output folder (default results/demo)")
     p.set_defaults(func=_cmd_demo)

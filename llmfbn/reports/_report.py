@@ -131,8 +131,9 @@ def _networks_section(item, n, max_networks, recordings, connectivity_runs):
                            "n_timepoints") if params.get(k) is not None)
     section.note(f"{len(networks)} networks ({described}). Sizes: min {sizes.min()}, "
                  f"median {int(np.median(sizes))}, max {sizes.max()} neurons.")
-    section.add(figure_html(plot_atlas(networks), caption="All networks as an atlas "
-                            "(nilearn's plot_prob_atlas on the 4-D image of network masks).", alt="atlas"))
+    section.add(figure_html(plot_atlas(networks), alt="atlas",
+                            caption="All networks as an atlas (nilearn's plot_prob_atlas on "
+                                    "the 4-D image of network masks)."))
     section.add(figure_html(plot_layer_profile(networks),
                             caption="Neurons per layer of each network.", alt="layer profile"))
     connectivity = _connectivity_html(networks, recordings, connectivity_runs)
