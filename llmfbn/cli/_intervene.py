@@ -16,7 +16,7 @@ def add_intervention_parsers(subparsers):
                     "--controls random neuron sets of the same size and per-layer counts "
                     "drawn outside it. Writes a tidy CSV; a rerun resumes from it.")
     intervene.add_argument("--networks", required=True, type=Path,
-                           help="networks folder (from `llmfbn networks`)")
+                           help="networks folder (from `llmfbn networks` or `llmfbn glm`)")
     intervene.add_argument("--network", default="all",
                            help="network indices, e.g. '3' or '0,4,7', or 'all' (default)")
     intervene.add_argument("--mode", default="inhibit", choices=("inhibit", "amplify", "scale"))
