@@ -23,7 +23,7 @@ def add_report_parser(subparsers):
 
 def _cmd_report(args):
     from llmfbn._utils import check_positive_int
-    from llmfbn.reports import find_inputs, make_report
+    from llmfbn.reports import make_report
 
     if args.out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"'--out' must be an .html file. {str(args.out)!r} was provided.")
@@ -31,7 +31,7 @@ def _cmd_report(args):
         raise ValueError(f"{args.out} already exists; pass --force to overwrite it.")
     check_positive_int(args.max_networks, "--max-networks", allow_none=True)
     check_positive_int(args.connectivity_runs, "--connectivity-runs")
-    find_inputs(args.paths)  # every input problem is reported before any work
+    # make_report recognises and checks every input before drawing anything
     out = make_report(args.paths, args.out, max_networks=args.max_networks,
                       connectivity_runs=args.connectivity_runs, verbose=0 if args.quiet else 1)
     print(f"Report: {out.resolve()}")

@@ -164,17 +164,17 @@ def _connectivity_html(networks, recordings, max_runs):
     from llmfbn.networks import find_recording_images, network_connectivity
     from llmfbn.plotting import plot_connectivity
 
-    for recording in recordings:
-        paths, _ = find_recording_images(recording.path)
-        paths = paths[:max_runs]
-        connectome = network_connectivity(networks, paths, kind="correlation")
-        return figure_html(
-            plot_connectivity(connectome, title="correlation"),
-            caption=f"Correlation between the networks' mean time series over "
-                    f"{connectome.n_runs} runs of {recording.path.name} "
-                    f"({int(np.sum(connectome.n_tokens))} tokens), averaged over runs (nilearn "
-                    f"ConnectivityMeasure).", alt="connectivity")
-    return ""
+    if not recordings:
+        return ""
+    recording = recordings[0]
+    paths, _ = find_recording_images(recording.path)
+    connectome = network_connectivity(networks, paths[:max_runs], kind="correlation")
+    return figure_html(
+        plot_connectivity(connectome, title="correlation"),
+        caption=f"Correlation between the networks' mean time series over "
+                f"{connectome.n_runs} runs of {recording.path.name} "
+                f"({int(np.sum(connectome.n_tokens))} tokens), averaged over runs (nilearn "
+                f"ConnectivityMeasure).", alt="connectivity")
 
 
 def _consistency_section(item, n):
