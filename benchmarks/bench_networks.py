@@ -50,7 +50,7 @@ def run_child(paths, n_components, n_jobs):
 
 
 def runs_up_to(folders, budget):
-    from llmfbn._utils import run_sibling
+    from llmfbn.io._recording import run_sibling
     from llmfbn.networks import find_recording_images
 
     chosen, total = [], 0

@@ -9,18 +9,19 @@ padding voxels lie outside the mask.
 This module needs numpy and nibabel only (no torch).
 """
 
-import json
 import math
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from llmfbn._utils import check_array_shape, write_atomic
+from llmfbn._utils import check_array_shape
 
 __all__ = ["NeuronGrid", "slice_shape"]
 
-GRID_FORMAT_VERSION = 1
+#: Version 2 added ``weights_hash`` and ``model_layers``.
+GRID_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 # A slice keeps an exact factor pair when its long side is at most this many
 # times its short side; otherwise it becomes a padded near-square.
@@ -75,6 +76,11 @@ class NeuronGrid:
         ``"residual"``); stored in the sidecar.
     affine : array of shape (4, 4), optional
         Voxel-to-world affine. Default identity: 1 mm voxels, no MNI space.
+    weights_hash : str, optional
+        Hash of the model's weights: two grids are of the same model when
+        their hashes agree (names can differ, e.g. a path and a built-in name).
+    model_layers : int, optional
+        How many layers the whole model has (``layers`` may be a subset).
 
     Attributes
     ----------
@@ -83,7 +89,8 @@ class NeuronGrid:
     """
 
     def __init__(
-        self, n_layers, width, layers=None, model=None, signal=None, affine=None
+        self, n_layers, width, layers=None, model=None, signal=None, affine=None,
+        weights_hash=None, model_layers=None,
     ):
         if int(n_layers) < 1:
             raise ValueError(f"'n_layers' must be >= 1. {n_layers} was provided.")
@@ -99,6 +106,13 @@ class NeuronGrid:
         self.layers = [int(layer) for layer in layers]
         self.model = model
         self.signal = signal
+        self.weights_hash = weights_hash
+        self.model_layers = None if model_layers is None else int(model_layers)
+        if self.model_layers is not None and max(self.layers) >= self.model_layers:
+            raise ValueError(
+                f"'layers' must lie in [0, {self.model_layers}) for a model of "
+                f"{self.model_layers} layers. {self.layers} was provided."
+            )
         self.affine = np.eye(4) if affine is None else np.asarray(affine, float)
         if self.affine.shape != (4, 4):
             raise ValueError(
@@ -248,12 +262,15 @@ class NeuronGrid:
         out = np.moveaxis(out, (-3, -2, -1), (-1, -2, -3))
         return out.reshape(masked.shape[:-1] + (self.n_layers, -1))[..., : self.width]
 
-    # -- sidecar ----------------------------------------------------------
+    # -- sidecar (written and read by llmfbn.io) ----------------------------
 
     def to_dict(self):
+        """The ``grid.json`` document (see :func:`llmfbn.io.write_grid`)."""
         return {
             "format_version": GRID_FORMAT_VERSION,
             "model": self.model,
+            "weights_hash": self.weights_hash,
+            "model_layers": self.model_layers,
             "signal": self.signal,
             "layers": self.layers,
             "width": self.width,
@@ -264,6 +281,15 @@ class NeuronGrid:
 
     @classmethod
     def from_dict(cls, spec):
+        """Inverse of :meth:`to_dict`; checks the version and the shape."""
+        version = spec.get("format_version")
+        if version not in _READABLE_VERSIONS:
+            raise ValueError(
+                f"format_version {version!r} is not one this llmfbn reads "
+                f"{_READABLE_VERSIONS}"
+                + ("; upgrade llmfbn." if isinstance(version, int)
+                   and version > GRID_FORMAT_VERSION else ".")
+            )
         grid = cls(
             n_layers=len(spec["layers"]),
             width=spec["width"],
@@ -271,27 +297,15 @@ class NeuronGrid:
             model=spec.get("model"),
             signal=spec.get("signal"),
             affine=spec.get("affine"),
+            weights_hash=spec.get("weights_hash"),
+            model_layers=spec.get("model_layers"),
         )
         if list(grid.shape) != list(spec["shape"]):
             raise ValueError(
-                f"grid.json gives shape {spec['shape']} but width {spec['width']} "
+                f"it gives shape {spec['shape']} but width {spec['width']} "
                 f"maps to {list(grid.shape)}."
             )
         return grid
-
-    def save(self, path):
-        """Write the JSON sidecar (``grid.json``) atomically."""
-        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path):
-        """Read a grid from ``grid.json`` (or from a folder holding one)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "grid.json"
-        if not path.exists():
-            raise FileNotFoundError(f"No grid sidecar at {path}.")
-        return cls.from_dict(json.loads(path.read_text()))
 
     def same_layout(self, other):
         """True when both grids place the same neurons on the same voxels."""
@@ -301,10 +315,70 @@ class NeuronGrid:
             and np.allclose(self.affine, other.affine)
         )
 
+    def same_model(self, other):
+        """True when both grids are of one model: same weights hash when both
+        know it, otherwise the same model name."""
+        if self.weights_hash is not None and other.weights_hash is not None:
+            return self.weights_hash == other.weights_hash
+        return self.model == other.model
+
+    def check_compatible(self, other, allow_other_model=False, subset=False,
+                         names=("these neurons", "the target")):
+        """Raise ValueError unless neurons on this grid mean the same on ``other``.
+
+        The one compatibility check of llmfbn (networks vs model, networks vs
+        networks, recording vs recording).
+
+        Parameters
+        ----------
+        other : NeuronGrid
+        allow_other_model : bool, default False
+            Accept another model whose grid is identical (a fine-tuned or
+            otherwise derived model). Different layers, widths or signals are
+            refused regardless.
+        subset : bool, default False
+            Accept this grid's layers being a subset of ``other``'s (networks
+            from a recording of some layers, applied to the whole model).
+        names : (str, str)
+            What ``self`` and ``other`` are, for the message.
+        """
+        mine, theirs = names
+        problems = []
+        if self.signal is not None and other.signal is not None and self.signal != other.signal:
+            problems.append(f"signal {self.signal!r} vs {other.signal!r}")
+        if self.width != other.width:
+            problems.append(f"{self.width} vs {other.width} units per layer")
+        if (self.model_layers is not None and other.model_layers is not None
+                and self.model_layers != other.model_layers):
+            problems.append(f"a model of {self.model_layers} vs {other.model_layers} layers")
+        if subset:
+            extra = sorted(set(self.layers) - set(other.layers))
+            if extra:
+                problems.append(f"layers {extra} that {theirs} lacks")
+        elif self.layers != other.layers:
+            problems.append(f"layers {_span(self.layers)} vs {_span(other.layers)}")
+        if not np.allclose(self.affine, other.affine):
+            problems.append("different affines")
+        if problems:
+            raise ValueError(
+                f"{mine} ({self._describe()}) do not fit {theirs} ({other._describe()}): "
+                + "; ".join(problems) + ".")
+        if not self.same_model(other) and not allow_other_model:
+            raise ValueError(
+                f"{mine} come from model {self.model!r} but {theirs} is model "
+                f"{other.model!r} (same grid, other weights). If that model is derived "
+                f"from the other (e.g. fine-tuned), allow it explicitly "
+                f"(allow_other_model=True, --allow-other-model).")
+
+    def _describe(self):
+        return (f"{self.model}, {self.n_layers} layers x {self.width} units, "
+                f"signal {self.signal}")
+
     def __eq__(self, other):
         return (
             isinstance(other, NeuronGrid)
             and self.same_layout(other)
+            and self.same_model(other)
             and self.model == other.model
             and self.signal == other.signal
         )
@@ -314,3 +388,9 @@ class NeuronGrid:
             f"NeuronGrid(model={self.model!r}, signal={self.signal!r}, "
             f"layers={self.n_layers}, width={self.width}, shape={self.shape})"
         )
+
+
+def _span(layers):
+    if layers and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return str(layers)

@@ -13,6 +13,7 @@ import transformers as tf  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
 
 from llmfbn.models import LoadedModel  # noqa: E402
+from llmfbn.io import write_grid
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOCAB_SIZE = 64
@@ -141,7 +142,7 @@ def write_synthetic_recording(folder, grid, runs):
 
     func = Path(folder) / "sub-syn" / "func"
     func.mkdir(parents=True, exist_ok=True)
-    grid.save(Path(folder) / "grid.json")
+    write_grid(Path(folder) / "grid.json", grid)
     nib.save(grid.mask_img(), Path(folder) / "mask.nii.gz")
     paths = []
     for n, data in enumerate(runs, start=1):

@@ -11,6 +11,7 @@ import pytest
 from llmfbn import __version__
 from llmfbn.cli import main
 from llmfbn.grid import NeuronGrid
+from llmfbn.io import read_grid
 
 
 def run_cli(*args):
@@ -86,7 +87,7 @@ def test_killed_recording_resumes_to_the_same_result(tmp_path, tiny_model_dir):
     assert proc.returncode == -signal.SIGKILL, "the recording finished before it was killed"
     done = sorted(func.glob("*_bold.json"))
     assert 10 <= len(done) < 600
-    grid = NeuronGrid.load(tmp_path / "out")
+    grid = read_grid(tmp_path / "out")
     for sidecar in done:  # every run with a sidecar has a complete image
         n_tokens = json.loads(sidecar.read_text())["NumberOfTokens"]
         assert grid.from_img(sidecar.with_suffix(".nii")).shape[0] == n_tokens

@@ -7,6 +7,7 @@ import pytest
 from conftest import planted_networks, write_synthetic_recording
 from llmfbn.cli import main
 from llmfbn.grid import NeuronGrid
+from llmfbn.io import read_grid
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,8 @@ def test_networks_cli_writes_the_contract_files(tmp_path, two_recordings, capsys
     for name in ("components.nii.gz", "networks.nii.gz", "networks.json", "grid.json",
                  "params.json"):
         assert (out / name).exists(), name
-    grid = NeuronGrid.load(out)
-    assert grid == NeuronGrid.load(folders[0])
+    grid = read_grid(out)
+    assert grid == read_grid(folders[0])
     components = nib.load(out / "components.nii.gz")
     assert components.shape == grid.shape + (5,)
     np.testing.assert_array_equal(components.affine, grid.affine)

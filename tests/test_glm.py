@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from conftest import make_loaded, write_synthetic_recording
-from llmfbn._utils import run_sibling
+from llmfbn.io._recording import run_sibling
 from llmfbn.glm import (
     Localizer,
     TaskGLM,

@@ -8,6 +8,7 @@ import pytest
 from nilearn.maskers import MultiNiftiMasker, NiftiMasker
 
 from llmfbn.grid import NeuronGrid, slice_shape
+from llmfbn.io import read_grid, write_grid
 
 
 def test_slice_shape_smollm2():
@@ -124,11 +125,11 @@ def test_nilearn_maskers_read_back_exact_neurons(tmp_path, width):
 
 def test_sidecar_round_trip(tmp_path):
     grid = NeuronGrid(n_layers=3, width=1536, layers=[4, 9, 20], model="m", signal="mlp")
-    grid.save(tmp_path / "grid.json")
+    write_grid(tmp_path / "grid.json", grid)
     spec = json.loads((tmp_path / "grid.json").read_text())
     assert spec["shape"] == [48, 32, 3]
     assert spec["layers"] == [4, 9, 20]
-    assert NeuronGrid.load(tmp_path) == grid
+    assert read_grid(tmp_path) == grid
 
 
 def test_sidecar_with_inconsistent_shape_is_refused():

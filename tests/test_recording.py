@@ -10,6 +10,7 @@ from conftest import TINY_CONFIGS, make_loaded
 from llmfbn.grid import NeuronGrid
 from llmfbn.recording import ActivationRecorder, read_texts, record, record_activations
 from llmfbn.recording import _layout
+from llmfbn.io import read_grid
 
 
 def _read_events(path):
@@ -123,7 +124,7 @@ def test_record_writes_bids_folder(tmp_path, tiny_llama, texts):
     rec = record(tiny_llama, texts, tmp_path / "out", task="demo", verbose=0)
     root = tmp_path / "out"
     assert json.loads((root / "dataset_description.json").read_text())["DatasetType"] == "derivative"
-    grid = NeuronGrid.load(root)
+    grid = read_grid(root)
     assert grid.shape == (6, 4, 3) and grid.model == "tiny-llama" and grid.signal == "mlp"
     assert nib.load(root / "mask.nii.gz").shape == grid.shape
     assert len(rec.bold_files) == len(texts)

@@ -3,7 +3,7 @@
 import warnings
 from pathlib import Path
 
-from llmfbn._utils import run_sibling
+from llmfbn.io._recording import run_sibling
 
 
 def add_intervention_parsers(subparsers):

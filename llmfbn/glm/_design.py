@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmfbn._utils import check_choice, run_sibling
+from llmfbn._utils import check_choice
+from llmfbn.io._recording import run_sibling
 
 __all__ = [
     "ContrastPlan",

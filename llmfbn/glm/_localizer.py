@@ -15,7 +15,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from llmfbn._utils import atomic_path, check_choice, log, write_atomic
+from llmfbn._utils import check_choice, log
+from llmfbn.io import atomic_path, write_atomic
 from llmfbn.glm._design import (
     DRIFT_MODELS,
     first_level_design,

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from llmfbn._utils import atomic_path, check_choice, log
+from llmfbn._utils import check_choice, log
+from llmfbn.io import atomic_path
 from llmfbn.intervention._controls import confidence_interval, matched_controls
 from llmfbn.intervention._edit import amplify, inhibit, scale
 from llmfbn.intervention._targets import resolve_targets

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmfbn._utils import log, write_atomic
+from llmfbn._utils import log
+from llmfbn.io import write_atomic
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -15,9 +15,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from llmfbn._utils import check_choice, check_positive_int, log, run_sibling
+from llmfbn._utils import check_choice, check_positive_int, log
+from llmfbn.io._recording import run_sibling
 from llmfbn.grid import NeuronGrid
 from llmfbn.networks._networks import DEFAULT_THRESHOLD, FunctionalNetworks, zscore_maps
+from llmfbn.io import read_grid
 
 __all__ = ["NetworkDecomposition", "find_recording_images", "split_half_reproducibility"]
 
@@ -51,7 +53,7 @@ def find_recording_images(source, task=None):
                        if run_sibling(p, "bold.json").exists())
         if not paths:
             raise ValueError(f"{root} holds no finished runs" + (f" of task {task!r}." if task else "."))
-        return paths, NeuronGrid.load(root)
+        return paths, read_grid(root)
     paths = [Path(p) for p in source]
     if not paths:
         raise ValueError("'imgs' must name at least one image. [] was provided.")
@@ -60,7 +62,7 @@ def find_recording_images(source, task=None):
         root = next((d for d in p.resolve().parents if (d / "grid.json").exists()), None)
         if root is None:
             raise FileNotFoundError(f"No grid.json above {p}: not part of a recording folder.")
-        grids[root] = NeuronGrid.load(root)
+        grids[root] = read_grid(root)
     first = next(iter(grids.values()))
     for root, grid in grids.items():
         if not grid.same_layout(first) or grid.model != first.model or grid.signal != first.signal:

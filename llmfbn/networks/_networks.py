@@ -12,7 +12,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from llmfbn._utils import atomic_path, check_choice, check_positive_int, write_atomic
+from llmfbn._utils import check_choice, check_positive_int
+from llmfbn.io import atomic_path, read_grid, write_atomic, write_grid
 from llmfbn.grid import NeuronGrid
 
 __all__ = ["FunctionalNetworks", "threshold_maps", "zscore_maps"]
@@ -182,7 +183,7 @@ class FunctionalNetworks:
                           ("networks.nii.gz", self.masks_img())):
             with atomic_path(out_dir / name) as tmp:
                 nib.save(img, tmp)
-        self.grid.save(out_dir / "grid.json")
+        write_grid(out_dir / "grid.json", self.grid)
         counts = self.layer_counts()
         networks = []
         for k in range(len(self)):
@@ -209,7 +210,7 @@ class FunctionalNetworks:
                 raise FileNotFoundError(
                     f"{net_dir} is not a networks folder: {name} is missing "
                     f"(make one with `llmfbn networks`).")
-        grid = NeuronGrid.load(net_dir / "grid.json")
+        grid = read_grid(net_dir / "grid.json")
         maps = _volumes(grid, net_dir / "components.nii.gz").astype(np.float32)
         masks = _volumes(grid, net_dir / "networks.nii.gz") > 0
         document = json.loads((net_dir / "networks.json").read_text())

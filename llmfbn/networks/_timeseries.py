@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llmfbn._utils import check_choice, check_positive_int, run_sibling
+from llmfbn._utils import check_choice, check_positive_int
+from llmfbn.io._recording import run_sibling
 
 __all__ = ["network_time_series", "top_tokens"]
 

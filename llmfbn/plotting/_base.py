@@ -68,7 +68,7 @@ def grid_of_img(img):
     if grid.shape != (nx, ny, nz):
         raise ValueError(
             f"Cannot tell the neuron layout of an image of shape {img.shape[:3]} alone: "
-            f"pass 'grid' (the recording's NeuronGrid, e.g. NeuronGrid.load(folder)).")
+            f"pass 'grid' (the recording's NeuronGrid, e.g. llmfbn.io.read_grid(folder)).")
     return grid
 
 

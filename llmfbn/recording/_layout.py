@@ -23,7 +23,7 @@ from pathlib import Path
 import nibabel as nib
 
 from llmfbn import __version__
-from llmfbn._utils import atomic_path, remove_stale_temporaries, write_atomic
+from llmfbn.io import atomic_path, read_grid, remove_stale_temporaries, write_atomic, write_grid
 from llmfbn.grid import NeuronGrid
 
 __all__ = ["RecordingLayout", "bids_label"]
@@ -119,7 +119,7 @@ class RecordingLayout:
         grid_file = self.root / "grid.json"
         description_file = self.root / "dataset_description.json"
         if grid_file.exists():
-            existing = NeuronGrid.load(grid_file)
+            existing = read_grid(grid_file)
             if existing != grid:
                 raise ValueError(
                     f"{self.root} already holds a recording of {existing!r}; "
@@ -146,7 +146,7 @@ class RecordingLayout:
             }
             write_atomic(description_file, json.dumps(description, indent=2) + "\n")
         if not grid_file.exists():
-            grid.save(grid_file)
+            write_grid(grid_file, grid)
         mask_file = self.root / "mask.nii.gz"
         if not mask_file.exists():
             with atomic_path(mask_file) as tmp:

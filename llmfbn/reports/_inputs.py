@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmfbn.grid import NeuronGrid
+from llmfbn.io import read_grid
 
 __all__ = ["ReportInput", "find_inputs"]
 
@@ -57,12 +58,12 @@ def _recognise(path):
     path = Path(path)
     if path.is_dir():
         if (path / "glm.json").exists() and (path / "networks.json").exists():
-            return ReportInput("glm", path, NeuronGrid.load(path))
+            return ReportInput("glm", path, read_grid(path))
         if (path / "networks.json").exists() and (path / "grid.json").exists():
-            return ReportInput("networks", path, NeuronGrid.load(path))
+            return ReportInput("networks", path, read_grid(path))
         if (path / "dataset_description.json").exists() and (path / "grid.json").exists():
             description = _read_json(path / "dataset_description.json") or {}
-            return ReportInput("recording", path, NeuronGrid.load(path),
+            return ReportInput("recording", path, read_grid(path),
                                {"identity": description.get("llmfbn", {})})
         return None
     if path.suffix == ".json":

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from llmfbn import __version__
-from llmfbn._utils import log, write_atomic
+from llmfbn._utils import log
+from llmfbn.io import write_atomic
 from llmfbn.reports._html import Section, figure_html, page, table_html
 from llmfbn.reports._inputs import KINDS, find_inputs
 

@@ -1,0 +1,71 @@
+"""Every folder and file llmfbn reads or writes, in one place (no torch).
+
+Each on-disk format has one owner module here; the rest of llmfbn hands
+objects to these functions and never parses a file name or a file itself.
+
+- :mod:`~llmfbn.io._folders`: folder kinds (``llmfbn.json``), output checks,
+  whole-folder replacement and in-place growth, single-file replacement.
+- :mod:`~llmfbn.io._lock`: one writer per output (``<output>.lock``).
+- :mod:`~llmfbn.io._atomic`: atomic file writes and recovery after a kill.
+- :mod:`~llmfbn.io._grid`: ``grid.json``.
+"""
+
+from llmfbn.io._atomic import (
+    TMP_PREFIX,
+    atomic_path,
+    recover_interrupted,
+    remove_stale_temporaries,
+    write_atomic,
+    write_json,
+)
+from llmfbn.io._errors import (
+    FolderKindError,
+    FormatError,
+    OutputExistsError,
+    OutputLockedError,
+    ResumeMismatchError,
+)
+from llmfbn.io._folders import (
+    FOLDER_FILE,
+    FOLDER_KINDS,
+    check_folder,
+    check_output_file,
+    check_output_folder,
+    folder_kind,
+    open_folder,
+    replace_file,
+    replace_folder,
+)
+from llmfbn.io._grid import GRID_FILE, read_grid, write_grid
+from llmfbn.io._json import check_format_version, jsonable, read_json
+from llmfbn.io._lock import OutputLock
+
+__all__ = [
+    "FOLDER_FILE",
+    "FOLDER_KINDS",
+    "GRID_FILE",
+    "TMP_PREFIX",
+    "FolderKindError",
+    "FormatError",
+    "OutputExistsError",
+    "OutputLock",
+    "OutputLockedError",
+    "ResumeMismatchError",
+    "atomic_path",
+    "check_folder",
+    "check_format_version",
+    "check_output_file",
+    "check_output_folder",
+    "folder_kind",
+    "jsonable",
+    "open_folder",
+    "read_grid",
+    "read_json",
+    "recover_interrupted",
+    "remove_stale_temporaries",
+    "replace_file",
+    "replace_folder",
+    "write_atomic",
+    "write_grid",
+    "write_json",
+]
