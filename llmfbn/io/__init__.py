@@ -8,6 +8,7 @@ objects to these functions and never parses a file name or a file itself.
 - :mod:`~llmfbn.io._lock`: one writer per output (``<output>.lock``).
 - :mod:`~llmfbn.io._atomic`: atomic file writes and recovery after a kill.
 - :mod:`~llmfbn.io._grid`: ``grid.json``.
+- :mod:`~llmfbn.io._hashing`: content hashes of files and folders.
 """
 
 from llmfbn.io._atomic import (
@@ -37,6 +38,7 @@ from llmfbn.io._folders import (
     replace_folder,
 )
 from llmfbn.io._grid import GRID_FILE, read_grid, write_grid
+from llmfbn.io._hashing import file_sha256, folder_sha256
 from llmfbn.io._json import check_format_version, jsonable, read_json
 from llmfbn.io._lock import OutputLock
 
@@ -56,7 +58,9 @@ __all__ = [
     "check_format_version",
     "check_output_file",
     "check_output_folder",
+    "file_sha256",
     "folder_kind",
+    "folder_sha256",
     "jsonable",
     "open_folder",
     "read_grid",
