@@ -1,20 +1,24 @@
 """Small shared helpers: parameter checks and logging (files: see ``llmfbn.io``)."""
 
 import logging
+import sys
 
 logger = logging.getLogger("llmfbn")
 
 
 def log(message, verbose=0, level=1):
-    """Report progress through the ``llmfbn`` logger when ``verbose >= level``."""
+    """Report progress when ``verbose >= level``; the library configures no logging.
+
+    The message goes to the ``llmfbn`` logger (level INFO) when the
+    application has configured a handler for it or for any of its ancestors
+    (``logger.hasHandlers()``); otherwise it is printed to stderr as
+    ``[llmfbn] message``, so ``verbose=1`` shows progress in a bare script.
+    """
     if verbose >= level:
-        if not logger.handlers and not logging.getLogger().handlers:
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("[llmfbn] %(message)s"))
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
-        logger.info(message)
+        if logger.hasHandlers():
+            logger.info(message)
+        else:
+            print(f"[llmfbn] {message}", file=sys.stderr, flush=True)
 
 
 def check_choice(value, allowed, name):

@@ -2,12 +2,14 @@
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, shared_data
 
+from conftest import SHARED_DATA, shared_data
 from llmfbn import datasets
 from llmfbn.datasets import _probe
 from llmfbn.evaluation import DATA_ENV, Item, load_task
@@ -35,7 +37,7 @@ def test_probe_texts_counts_and_fields():
     assert list(probe.frame.columns) == ["text", "condition"]
     assert probe.frame["text"].tolist() == probe.texts
     assert all(isinstance(t, str) and t.strip() for t in probe.texts)
-    assert probe.path == Path(_probe.__file__).resolve().parents[2] / "data" / "probe_texts.tsv"
+    assert probe.path == Path(_probe.__file__).resolve().parent / "data" / "probe_texts.tsv"
     assert "32" in probe.description and "condition" in probe.description
 
 
@@ -47,8 +49,15 @@ def test_probe_texts_path_reads_with_label_column():
     assert text_set.n_skipped_empty == 0
 
 
+def test_probe_texts_ship_inside_the_package():
+    """Package data, not the repository's data/ folder: a non-editable install has them."""
+    package = Path(datasets.__file__).resolve().parent
+    assert datasets.load_probe_texts().path.parent == package / "data"
+    assert datasets.load_probe_heldout().path.parent == package / "data"
+
+
 def test_probe_missing_file_names_path(monkeypatch, tmp_path):
-    monkeypatch.setattr(_probe, "REPO_DATA_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(_probe, "PACKAGE_DATA_DIR", tmp_path / "nowhere")
     expected = str(tmp_path / "nowhere" / "probe_texts.tsv")
     with pytest.raises(FileNotFoundError, match=re.escape(expected)):
         datasets.load_probe_texts()
@@ -98,6 +107,43 @@ def test_get_data_dir_argument_and_env(monkeypatch, tmp_path):
         datasets.get_data_dir()
     with pytest.raises(TypeError, match="'data_dir' must be a str or a path. int"):
         datasets.get_data_dir(3)
+
+
+def test_one_resolver_for_loaders_and_load_task(no_data_env, tmp_path, monkeypatch):
+    """load_task and the loaders resolve files alike and fail with the same words."""
+    with pytest.raises(ValueError, match=r"not bundled.*Task 'sst2' reads sst2/dev\.tsv; "
+                                         r"pass 'path=' .*LLMFBN_DATA"):
+        load_task("sst2")
+    with pytest.raises(ValueError, match=r"not bundled.*load_sst2\(\) reads sst2/train\.tsv; "
+                                         r"pass 'path=' .* or 'data_dir='.*LLMFBN_DATA"):
+        datasets.load_sst2()
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "absent"))
+    for call in (lambda: load_task("sst2"), lambda: datasets.load_sst2("dev")):
+        with pytest.raises(FileNotFoundError, match=r"\$LLMFBN_DATA' must be an existing"):
+            call()
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "dev.tsv").write_text("text\tlabel\ngood film\t1\n")
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    assert load_task("sst2").path == datasets.load_sst2("dev").path
+
+
+def test_datasets_sit_below_evaluation():
+    """llmfbn.datasets imports neither llmfbn.evaluation nor torch."""
+    code = ("import sys, llmfbn.datasets; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or "
+            "m.startswith('llmfbn.evaluation')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_evaluation_reexports_the_task_readers():
+    from llmfbn import evaluation
+    from llmfbn.datasets import _tasks
+
+    for name in ("TASKS", "Item", "TaskItems", "load_task"):
+        assert getattr(evaluation, name) is getattr(_tasks, name)
+    assert evaluation.DATA_ENV == datasets.DATA_ENV == "LLMFBN_DATA"
 
 
 def test_standard_loader_without_data_dir(no_data_env):

@@ -311,7 +311,7 @@ def test_load_task_prompts():
 
 def test_load_task_env_and_path_errors(monkeypatch, tmp_path):
     monkeypatch.delenv(DATA_ENV, raising=False)
-    with pytest.raises(ValueError, match="'path' must be given"):
+    with pytest.raises(ValueError, match="pass 'path=' .*or set LLMFBN_DATA"):
         load_task("sst2")
     with pytest.raises(ValueError, match="'name' must be one of"):
         load_task("mmlu", tmp_path)

@@ -2,7 +2,9 @@
 report | models | demo``.
 
 One module per group of commands. Bad input ends with one line
-``llmfbn: error: ...`` and exit status 2, never a traceback.
+``llmfbn: error: ...`` and exit status 2, never a traceback. Importing this
+module changes nothing; :func:`main` sets offline mode (``HF_HUB_OFFLINE=1``
+unless already set) before any model library loads.
 """
 
 import argparse
@@ -10,17 +12,21 @@ import os
 import sys
 import warnings
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from llmfbn import __version__  # noqa: E402
-from llmfbn.cli._glm import add_glm_parser  # noqa: E402
-from llmfbn.cli._info import add_info_parsers  # noqa: E402
-from llmfbn.cli._intervene import add_intervention_parsers  # noqa: E402
-from llmfbn.cli._networks import add_networks_parsers  # noqa: E402
-from llmfbn.cli._record import add_record_parser  # noqa: E402
-from llmfbn.cli._report import add_report_parser  # noqa: E402
+from llmfbn import __version__
+from llmfbn.cli._glm import add_glm_parser
+from llmfbn.cli._info import add_info_parsers
+from llmfbn.cli._intervene import add_intervention_parsers
+from llmfbn.cli._networks import add_networks_parsers
+from llmfbn.cli._record import add_record_parser
+from llmfbn.cli._report import add_report_parser
+from llmfbn.io import OutputExistsError
 
 __all__ = ["build_parser", "main"]
+
+#: Errors that are the user's input, not a bug: one line, exit status 2.
+#: llmfbn.io's errors subclass ValueError (FormatError, FolderKindError,
+#: ResumeMismatchError) or OSError (OutputExistsError, OutputLockedError).
+USER_ERRORS = (ValueError, TypeError, OSError, ModuleNotFoundError, FloatingPointError)
 
 
 def build_parser():
@@ -37,7 +43,16 @@ def build_parser():
     return parser
 
 
+def error_line(err):
+    """The one line ``llmfbn: error: ...`` for ``err``, in the CLI's terms (flags)."""
+    if isinstance(err, OutputExistsError) and err.path is not None:
+        return f"llmfbn: error: {err.path} already exists; pass --force to replace it."
+    message = " ".join(str(err).split()) or type(err).__name__
+    return f"llmfbn: error: {message}"
+
+
 def main(argv=None):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -49,9 +64,8 @@ def main(argv=None):
             warnings.showwarning = lambda message, *a, **k: print(
                 f"llmfbn: warning: {message}", file=sys.stderr)
             args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError,
-            FloatingPointError) as err:
-        print(f"llmfbn: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        print(error_line(err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("llmfbn: interrupted; finished runs are kept, re-run to resume.", file=sys.stderr)

@@ -3,15 +3,18 @@
 Nothing is ever downloaded.
 
 - :func:`load_probe_texts` and :func:`load_probe_heldout` read the team's
-  small built-in texts from the repository's ``data/`` folder.
+  small built-in texts, shipped inside the package.
 - The standard datasets (WikiText-2, SST-2, PIQA, ARC, OpenBookQA,
   WinoGrande, BoolQ) are read from a local folder laid out like
   ``<folder>/sst2/train.tsv``: the ``data_dir`` argument, else the
   environment variable ``LLMFBN_DATA`` (see :func:`get_data_dir`), or from
-  an explicit file given as ``path``. Multiple-choice sets are parsed by
-  :mod:`llmfbn.evaluation` and come back as lists of
+  an explicit file given as ``path``. Multiple-choice sets are parsed here
+  (``llmfbn.datasets._tasks``, re-exported by :mod:`llmfbn.evaluation` as
+  :func:`~llmfbn.evaluation.load_task`) and come back as lists of
   :class:`llmfbn.evaluation.Item`, ready for
   :func:`llmfbn.evaluation.evaluate_task`.
+
+``llmfbn.datasets`` needs no torch and sits below :mod:`llmfbn.evaluation`.
 
 Every Bunch has a ``description``: what the data is, where it comes from,
 its licence when known, its size and its fields; for the standard datasets,
@@ -19,7 +22,7 @@ followed by the first paragraph of the ``PROVENANCE.md`` found beside the
 data file.
 """
 
-from llmfbn.datasets._base import get_data_dir
+from llmfbn.datasets._base import DATA_ENV, get_data_dir
 from llmfbn.datasets._probe import load_probe_heldout, load_probe_texts
 from llmfbn.datasets._standard import (
     load_arc,
@@ -32,6 +35,7 @@ from llmfbn.datasets._standard import (
 )
 
 __all__ = [
+    "DATA_ENV",
     "get_data_dir",
     "load_arc",
     "load_boolq",

@@ -1,10 +1,13 @@
-"""Where the datasets live, and the provenance text that goes with them."""
+"""Where the datasets live (one resolver), and the provenance text that goes with them."""
 
 import os
 import re
 from pathlib import Path
 
-from llmfbn.evaluation._tasks import DATA_ENV
+__all__ = ["DATA_ENV", "LAYOUT_EXAMPLE", "dataset_file", "describe", "get_data_dir"]
+
+#: Environment variable naming the folder that holds one sub-folder per dataset.
+DATA_ENV = "LLMFBN_DATA"
 
 #: What every data folder looks like, for error messages.
 LAYOUT_EXAMPLE = "<folder>/sst2/train.tsv"
@@ -35,6 +38,10 @@ def get_data_dir(data_dir=None):
     FileNotFoundError
         When the folder does not exist.
     """
+    return _data_dir(data_dir, "pass 'data_dir='")
+
+
+def _data_dir(data_dir, ask):
     source = "data_dir"
     if data_dir is None:
         data_dir = os.environ.get(DATA_ENV) or None
@@ -42,7 +49,7 @@ def get_data_dir(data_dir=None):
         if data_dir is None:
             raise ValueError(
                 "The standard datasets are not bundled with llmfbn and are never "
-                f"downloaded: pass 'data_dir=' or set {DATA_ENV} to a folder laid out "
+                f"downloaded: {ask}, or set {DATA_ENV} to a folder laid out "
                 f"like {LAYOUT_EXAMPLE}."
             )
     if not isinstance(data_dir, (str, os.PathLike)):
@@ -58,8 +65,11 @@ def get_data_dir(data_dir=None):
     return folder
 
 
-def dataset_file(relative, data_dir=None, path=None, loader=None):
-    """Resolve a dataset's main file from ``path`` or ``data_dir``.
+def dataset_file(relative, data_dir=None, path=None, caller=None, data_dir_param="data_dir"):
+    """Resolve a dataset's main file from ``path``, ``data_dir`` or ``$LLMFBN_DATA``.
+
+    The one resolver of dataset files: the ``load_*`` loaders and
+    :func:`llmfbn.evaluation.load_task` all go through it.
 
     Parameters
     ----------
@@ -70,15 +80,18 @@ def dataset_file(relative, data_dir=None, path=None, loader=None):
     path : str or path, optional
         The file itself, or a folder holding a file named like ``relative``'s
         last part.
-    loader : str, optional
-        Name of the calling loader, for error messages.
+    caller : str, optional
+        Who asks (``"load_sst2()"``, ``"Task 'sst2'"``), for error messages.
+    data_dir_param : str or None, default "data_dir"
+        The caller's name for ``data_dir``, for error messages; None when it
+        has no such parameter (``data_dir`` is then None).
 
     Returns
     -------
     pathlib.Path
     """
     relative = Path(relative)
-    who = f"{loader}() " if loader else ""
+    who = f"{caller} " if caller else ""
     if path is not None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"'path' must be a str or a path. {type(path).__name__} was provided.")
@@ -91,7 +104,11 @@ def dataset_file(relative, data_dir=None, path=None, loader=None):
                 f"{str(path)!r} does not exist."
             )
         return path.resolve()
-    path = get_data_dir(data_dir).resolve() / relative
+    ask = "pass 'path=' (the file or its folder)"
+    if data_dir_param is not None:
+        ask = f"{ask} or '{data_dir_param}='"
+    folder = _data_dir(data_dir, f"{who}reads {relative.as_posix()}; {ask}")
+    path = folder.resolve() / relative
     if not path.is_file():
         raise FileNotFoundError(
             f"{who}expects the file {path} (<data_dir>/{relative.as_posix()}). "

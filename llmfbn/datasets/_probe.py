@@ -1,4 +1,4 @@
-"""The team's small built-in texts, kept in the repository's ``data/`` folder."""
+"""The team's small built-in texts, shipped inside the package (``llmfbn/datasets/data``)."""
 
 import csv
 from pathlib import Path
@@ -7,21 +7,19 @@ from sklearn.utils import Bunch
 
 from llmfbn.datasets._base import describe
 
-#: The repository's ``data/`` folder. It is not part of the installed package:
-#: a non-editable install has no copy of it, and the loaders say so.
-REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+#: Package data: installed with llmfbn (``[options.package_data]`` in setup.cfg).
+PACKAGE_DATA_DIR = Path(__file__).resolve().parent / "data"
 
 PROBE_TEXTS_FILE = "probe_texts.tsv"
 PROBE_HELDOUT_FILE = "probe_heldout.txt"
 
 
-def _repo_file(name):
-    path = REPO_DATA_DIR / name
+def _package_file(name):
+    path = PACKAGE_DATA_DIR / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"The built-in file {path} does not exist. It lives in the data/ folder of the "
-            "llmfbn source repository and is not installed with the package: install from "
-            "a checkout in editable mode (pip install -e .) to use it."
+            f"The built-in file {path} does not exist: this llmfbn installation is "
+            "incomplete (the file is package data of llmfbn.datasets); reinstall llmfbn."
         )
     return path
 
@@ -51,12 +49,12 @@ def load_probe_texts():
     Raises
     ------
     FileNotFoundError
-        When the repository's ``data/probe_texts.tsv`` is absent (a
-        non-editable install); the message names the path.
+        When the package file ``probe_texts.tsv`` is absent (a broken
+        installation); the message names the path.
     """
     import pandas as pd
 
-    path = _repo_file(PROBE_TEXTS_FILE)
+    path = _package_file(PROBE_TEXTS_FILE)
     frame = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, dtype=str,
                         keep_default_na=False, encoding="utf-8")
     missing = [c for c in ("text", "condition") if c not in frame.columns]
@@ -106,10 +104,10 @@ def load_probe_heldout():
     Raises
     ------
     FileNotFoundError
-        When the repository's ``data/probe_heldout.txt`` is absent (a
-        non-editable install); the message names the path.
+        When the package file ``probe_heldout.txt`` is absent (a broken
+        installation); the message names the path.
     """
-    path = _repo_file(PROBE_HELDOUT_FILE)
+    path = _package_file(PROBE_HELDOUT_FILE)
     text = path.read_text(encoding="utf-8")
     paragraphs = [line.strip() for line in text.splitlines() if line.strip()]
     n_words = len(text.split())

@@ -3,7 +3,7 @@
 Nothing is downloaded: the files must already sit in a folder laid out like
 the team's ``shared/data`` (``<data_dir>/sst2/train.tsv``, ...; see
 :func:`get_data_dir`). Parsing and validation are those of
-:mod:`llmfbn.evaluation._tasks`, so a loader here returns exactly the items
+:mod:`llmfbn.datasets._tasks`, so a loader here returns exactly the items
 that :func:`llmfbn.evaluation.load_task` scores. They sit under ``task_items``,
 not ``items``: a Bunch is a dict, and ``bunch.items`` is the dict method.
 """
@@ -15,7 +15,7 @@ from sklearn.utils import Bunch
 
 from llmfbn._utils import check_choice
 from llmfbn.datasets._base import dataset_file, describe
-from llmfbn.evaluation._tasks import TASKS, TaskItems, load_task
+from llmfbn.datasets._tasks import TASKS, TaskItems, load_task
 
 #: A WikiText article title, `` = Title = `` (one ``=`` on each side).
 _WIKI_TITLE = re.compile(r"^ = ([^=].*) = $")
@@ -26,7 +26,7 @@ SST2_SPLITS = ("train", "dev")
 SST2_LABEL_NAMES = ["negative", "positive"]
 ARC_DIFFICULTIES = ("easy", "challenge")
 
-# The SST-2 reader of evaluation._tasks wraps each review in this prompt.
+# The SST-2 reader of datasets._tasks wraps each review in this prompt.
 _SST2_PREFIX, _SST2_SUFFIX = "Review: ", "\nSentiment:"
 
 _ITEMS_DOC = (
@@ -68,7 +68,7 @@ def load_wikitext2(data_dir=None, path=None):
         - ``path`` : pathlib.Path of the file read.
         - ``description`` : str.
     """
-    path = dataset_file("wikitext-2-raw/wiki.test.raw", data_dir, path, "load_wikitext2")
+    path = dataset_file("wikitext-2-raw/wiki.test.raw", data_dir, path, "load_wikitext2()")
     with open(path, encoding="utf-8", newline="") as f:
         text = f.read()
     paragraphs, paragraph_articles, articles, body = [], [], [], None
@@ -102,7 +102,7 @@ def load_wikitext2(data_dir=None, path=None):
 
 def _sst2_text(context):
     if not (context.startswith(_SST2_PREFIX) and context.endswith(_SST2_SUFFIX)):
-        raise RuntimeError(  # the prompt of evaluation._tasks changed
+        raise RuntimeError(  # the prompt of datasets._tasks changed
             f"Unexpected SST-2 prompt {context!r}: expected {_SST2_PREFIX!r} + text + "
             f"{_SST2_SUFFIX!r}."
         )
@@ -142,7 +142,7 @@ def load_sst2(split="train", data_dir=None, path=None):
         - ``description`` : str.
     """
     check_choice(split, SST2_SPLITS, "split")
-    path = dataset_file(f"sst2/{split}.tsv", data_dir, path, "load_sst2")
+    path = dataset_file(f"sst2/{split}.tsv", data_dir, path, "load_sst2()")
     items, _ = TASKS["sst2"].reader(path, "sst2")
     items = TaskItems(items, "sst2", path)
     texts = [_sst2_text(item.context) for item in items]
@@ -166,7 +166,7 @@ def load_sst2(split="train", data_dir=None, path=None):
 def _load_items(task, loader, data_dir, path, summary, keys=False):
     """Bunch of one multiple-choice task; ``keys``: golds from official answer keys."""
     spec = TASKS[task]
-    path = dataset_file(f"{spec.folder}/{spec.filename}", data_dir, path, loader)
+    path = dataset_file(f"{spec.folder}/{spec.filename}", data_dir, path, f"{loader}()")
     items = load_task(task, path)
     fields = _ITEMS_DOC.format(keys="n_gold_corrected, corrected_rows (0-based rows whose "
                                "gold differs from the converted file), " if keys else "")

@@ -10,7 +10,8 @@ active around a call applies to it.
   no-overlap variant.
 - :func:`load_task` reads SST-2, PIQA, BoolQ, ARC-Easy/Challenge,
   OpenBookQA and WinoGrande from local files (``$LLMFBN_DATA``); ARC and
-  OpenBookQA golds come from the official answer keys.
+  OpenBookQA golds come from the official answer keys. The readers live in
+  :mod:`llmfbn.datasets` (below this package) and are re-exported here.
 - :func:`evaluate_task` scores each option by the summed log-likelihood of
   its tokens (``acc``) and by that sum over the option's length in
   characters (``acc_norm``), as lm-evaluation-harness does.
@@ -42,10 +43,11 @@ BOS (its default for most models) while this module keeps the tokenizer's
 default leading special tokens.
 """
 
+from llmfbn.datasets._base import DATA_ENV
+from llmfbn.datasets._tasks import TASKS, Item, TaskItems, load_task
 from llmfbn.evaluation._forward import position_limit
 from llmfbn.evaluation._perplexity import PerplexityResult, perplexity, read_text_rows
 from llmfbn.evaluation._scoring import TaskResult, encode_pair, evaluate, evaluate_task
-from llmfbn.evaluation._tasks import DATA_ENV, TASKS, Item, TaskItems, load_task
 
 __all__ = [
     "DATA_ENV",

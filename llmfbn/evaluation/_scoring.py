@@ -7,8 +7,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from llmfbn._utils import check_positive_int, log
+from llmfbn.datasets._tasks import Item, load_task
 from llmfbn.evaluation._forward import pad_id, position_limit, target_logprobs
-from llmfbn.evaluation._tasks import Item, load_task
 
 
 def _encode(tokenizer, text):

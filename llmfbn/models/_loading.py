@@ -22,8 +22,6 @@ from pathlib import Path
 from llmfbn._utils import log
 from llmfbn.io import write_atomic
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 __all__ = ["BUILTIN_MODELS", "LoadedModel", "cache_dir", "load_model"]
 
 

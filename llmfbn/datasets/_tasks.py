@@ -17,14 +17,13 @@ shared continuation after the blank is scored given each filled-in context.
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmfbn._utils import check_positive_int, log
+from llmfbn.datasets._base import dataset_file
 
-#: Environment variable naming the folder that holds one sub-folder per dataset.
-DATA_ENV = "LLMFBN_DATA"
+__all__ = ["TASKS", "Item", "TaskItems", "load_task"]
 
 
 @dataclass(frozen=True)
@@ -316,27 +315,6 @@ TASKS = {
 }
 
 
-def _resolve(name, path):
-    spec = TASKS[name]
-    if path is None:
-        root = os.environ.get(DATA_ENV)
-        if not root:
-            raise ValueError(
-                f"'path' must be given for task {name!r} when ${DATA_ENV} is not set "
-                f"(set it to a folder holding {spec.folder}/{spec.filename})."
-            )
-        path = Path(root) / spec.folder
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / spec.filename
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Task {name!r} reads {spec.filename} (a folder holding it, or the file "
-            f"itself). {str(path)!r} does not exist."
-        )
-    return path
-
-
 def load_task(name, path=None, limit=None, verbose=0):
     """Read a zero-shot multiple-choice task from local files.
 
@@ -346,7 +324,8 @@ def load_task(name, path=None, limit=None, verbose=0):
     path : str or path, optional
         The dataset's folder (or its main file). Defaults to
         ``$LLMFBN_DATA/<name>`` when the environment variable ``LLMFBN_DATA``
-        is set (e.g. ``LLMFBN_DATA=/work/shared/data``); otherwise required.
+        is set (e.g. ``LLMFBN_DATA=/work/shared/data``); otherwise required
+        (resolved by :func:`llmfbn.datasets._base.dataset_file`).
         Expected files: ``sst2/dev.tsv`` (``text<TAB>label``),
         ``piqa/valid.jsonl`` + ``valid-labels.lst``, ``boolq/boolq.jsonl``,
         ``arc_easy/arc_easy.jsonl`` + ``question-answers.jsonl`` (likewise
@@ -367,7 +346,9 @@ def load_task(name, path=None, limit=None, verbose=0):
     if name not in TASKS:
         raise ValueError(f"'name' must be one of {tuple(TASKS)}. {name!r} was provided.")
     check_positive_int(limit, "limit", allow_none=True)
-    path = _resolve(name, path)
+    spec = TASKS[name]
+    path = dataset_file(f"{spec.folder}/{spec.filename}", path=path, caller=f"Task {name!r}",
+                        data_dir_param=None)
     items, corrected = TASKS[name].reader(path, name)
     if limit is not None:
         items = items[:limit]
