@@ -112,20 +112,62 @@ def test_glm_cli_refuses_unlabelled_and_mixed_recordings(tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert "needs one of two run layouts" in _error_line(capsys)
     assert main(["glm", str(tmp_path / "nowhere"), "--contrast", "a-b", "--out", str(out)]) == 2
-    assert "not a recording folder" in _error_line(capsys)
+    assert "does not exist (expected a recording folder" in _error_line(capsys)
     assert not out.exists()
 
 
 def test_glm_cli_refuses_to_overwrite_without_force(tmp_path, recording, capsys):
     out = tmp_path / "glm"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
     argv = ["glm", str(recording[0]), "--contrast", "positive-negative", "--out", str(out), "-q"]
+    assert main(argv) == 0
+    before = (out / "glm.json").read_bytes()
     assert main(argv) == 2
     assert "already exists; pass --force" in _error_line(capsys)
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert (out / "glm.json").read_bytes() == before
     assert main(argv + ["--force"]) == 0
-    assert (out / "glm.json").exists() and (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("kind", ["foreign", "recording", "networks", "file"])
+def test_glm_cli_force_never_replaces_another_kind(tmp_path, recording, capsys, kind):
+    """Findings 2 and 9: --force wrote into a recording; a file as --out gave a traceback."""
+    import shutil
+
+    from llmfbn.io import folder_sha256
+
+    out = tmp_path / "out"
+    if kind == "foreign":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    elif kind == "recording":
+        shutil.copytree(recording[0], out)
+    elif kind == "networks":
+        grid = NeuronGrid(4, 64, model="syn", signal="mlp")
+        masks = np.zeros((1, 4, 64), bool)
+        FunctionalNetworks(masks.astype(np.float32), masks, grid).save(out)
+    else:
+        out.write_text("mine")
+    before = folder_sha256(out) if out.is_dir() else out.read_bytes()
+    assert main(["glm", str(recording[0]), "--contrast", "positive-negative", "--out",
+                 str(out), "--force", "-q"]) == 2
+    line = _error_line(capsys)
+    assert str(out) in line and ("even when" in line or "is a file" in line)
+    assert (folder_sha256(out) if out.is_dir() else out.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--threshold", "nan"], "'--threshold' must be a finite number. nan"),
+    (["--high-pass", "0"], r"'--high-pass' must lie in \(0, inf\)"),
+    (["--alpha", "nan"], "'alpha' must lie in"),
+])
+def test_glm_cli_bad_numbers_fail_before_any_work(tmp_path, capsys, args, match):
+    import re
+
+    out = tmp_path / "glm"
+    assert main(["glm", str(tmp_path / "no-recording"), "--contrast", "a-b", "--out", str(out),
+                 *args]) == 2
+    assert re.search(match, _error_line(capsys))
+    assert not out.exists()
 
 
 def test_glm_cli_help_lists_the_options(capsys):

@@ -688,3 +688,23 @@ def test_split_half_validates():
         split_half(lambda runs: np.zeros((1, 2, 3)), [1, 2])
     with pytest.raises(ValueError, match="'n_splits' must be >= 1"):
         split_half(fit_fn, [1, 2], n_splits=0)
+
+
+def test_compare_networks_document_and_grid_check():
+    from llmfbn.grid import NeuronGrid
+    from llmfbn.networks import FunctionalNetworks, compare_networks
+
+    grid = NeuronGrid(2, 16, model="m", signal="mlp")
+    maps = np.random.default_rng(0).standard_normal((3, 2, 16)).astype(np.float32)
+    a = FunctionalNetworks.from_maps(maps, grid, threshold=1.0)
+    b = FunctionalNetworks.from_maps(maps[::-1].copy(), grid, threshold=1.0)
+    result = compare_networks([a, b], names=["A", "B"], n_draws=5)
+    doc = json.loads(json.dumps(result.to_dict()))  # plain JSON
+    assert doc["folders"] == ["A", "B"] and len(doc["pairs"]) == 1
+    assert doc["pairs"][0]["iou"]["scores"] == [1.0, 1.0, 1.0]
+    assert doc["recurrence"]["counts"] == [1, 1, 1]
+    other = FunctionalNetworks.from_maps(maps, NeuronGrid(2, 16, model="other", signal="mlp"))
+    with pytest.raises(ValueError, match="come from model 'other'"):
+        compare_networks([a, other], names=["A", "C"])
+    with pytest.raises(ValueError, match="'recurrence_threshold' must be a number in"):
+        compare_networks([a, b], recurrence_threshold=float("nan"))

@@ -22,7 +22,6 @@ from llmfbn.grid import NeuronGrid
 from llmfbn.networks import FunctionalNetworks
 
 N_PER_CONDITION, N_TOKENS, SHIFT, N_PLANTED = 12, 40, 1.5, 10
-EVENT_COLUMNS = "onset\tduration\ttrial_type\ttoken\ttoken_id\ttext_index\tposition"
 
 
 def write_labeled_recording(folder, grid, runs, labels):
@@ -30,13 +29,14 @@ def write_labeled_recording(folder, grid, runs, labels):
 
     ``labels``: per run, one label for every token (str) or one label per token (list).
     """
-    paths = write_synthetic_recording(folder, grid, runs)
-    for n, (path, data, label) in enumerate(zip(paths, runs, labels)):
+    events = []
+    for n, (data, label) in enumerate(zip(runs, labels)):
         per_token = [label] * len(data) if isinstance(label, str) else list(label)
         assert len(per_token) == len(data)
-        rows = [f"{t}\t1\t{lab}\tw{t}\t{t % 50}\t{n}\t{t}" for t, lab in enumerate(per_token)]
-        run_sibling(path, "events.tsv").write_text("\n".join([EVENT_COLUMNS] + rows) + "\n")
-    return paths
+        events.append([{"onset": t, "duration": 1, "trial_type": lab, "token": f"w{t}",
+                        "token_id": t % 50, "text_index": n, "position": t}
+                       for t, lab in enumerate(per_token)])
+    return write_synthetic_recording(folder, grid, runs, events=events)
 
 
 def planted_set(grid, seed=0, size=N_PLANTED):
@@ -424,3 +424,30 @@ def test_no_discovery_threshold_round_trips(fitted, tmp_path):
     assert doc["contrasts"][0]["threshold"] is None
     assert "Infinity" not in (tmp_path / "networks.json").read_text()
     assert Localizer.load(tmp_path).thresholds == [np.inf]
+
+
+def test_glm_folder_is_its_own_kind_and_damage_is_named(fitted, tmp_path):
+    from llmfbn.io import FolderKindError, FormatError, OutputExistsError, folder_sha256
+
+    result = fitted.localize("positive-negative")
+    networks = tmp_path / "net"
+    result.networks.save(networks)
+    before = folder_sha256(networks)
+    with pytest.raises(FolderKindError, match="networks folder; refusing to write a glm"):
+        result.save(networks, overwrite=True)  # --force replaces its own kind only
+    assert folder_sha256(networks) == before
+    with pytest.raises(FolderKindError, match="networks folder, not a glm folder"):
+        Localizer.load(networks)
+    out = result.save(tmp_path / "glm")
+    with pytest.raises(OutputExistsError):
+        result.save(out)
+    assert FunctionalNetworks.load(out).params["contrasts"] == ["positive-negative"]
+    doc = json.loads((out / "glm.json").read_text())
+    assert doc["format_version"] == 1
+    doc["contrasts"][0]["files"]["zmap"] = "../elsewhere.nii.gz"
+    (out / "glm.json").write_text(json.dumps(doc))
+    with pytest.raises(FormatError, match=r"glm\.json names an invalid zmap file"):
+        Localizer.load(out)
+    (out / "glm.json").write_text("[]")
+    with pytest.raises(FormatError, match=r"glm\.json is not a valid glm\.json"):
+        Localizer.load(out)

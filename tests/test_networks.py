@@ -222,3 +222,25 @@ def test_transform_gives_network_time_series_per_run(planted, method):
     best = max(abs(np.corrcoef(series[0][:, k], data[:, masks[0].ravel()].mean(axis=1))[0, 1])
                for k in range(5))
     assert best > 0.9
+
+
+def test_decomposition_save_is_one_folder_with_params_and_runs(planted, tmp_path):
+    from llmfbn.io import OutputExistsError, read_networks_folder
+
+    folder, paths, _, _ = planted
+    est = NetworkDecomposition(n_components=5, random_state=0).fit(folder)
+    out = est.save(tmp_path / "net")
+    read = read_networks_folder(out)
+    assert read.kind == "networks" and read.estimator == "NetworkDecomposition"
+    assert read.runs == [str(p) for p in paths] and read.estimator_params["n_components"] == 5
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        est.save(out)
+    assert est.save(out, overwrite=True) == out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net"]
+
+
+@pytest.mark.parametrize("threshold, error", [(float("nan"), ValueError),
+                                              (float("inf"), ValueError), ("3", TypeError)])
+def test_threshold_must_be_a_finite_number(planted, threshold, error):
+    with pytest.raises(error, match="'threshold' must be a"):
+        NetworkDecomposition(threshold=threshold).fit(planted[0])

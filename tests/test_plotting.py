@@ -543,7 +543,7 @@ def test_plot_consistency_document(networks, tmp_path):
     masks = networks.masks
     report = null_matched_iou(masks, masks[::-1], n_draws=10, random_state=0)
     corr = null_matched_iou(masks, masks, n_draws=10, random_state=0)
-    document = {"folders": ["run/a", "run/b"], "n_draws": 10,
+    document = {"format_version": 1, "folders": ["run/a", "run/b"], "n_draws": 10,
                 "pairs": [{"a": "run/a", "b": "run/b", "iou": report.to_dict(),
                            "correlation": corr.to_dict()}]}
     path = tmp_path / "consistency.json"

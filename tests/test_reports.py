@@ -119,12 +119,12 @@ def test_report_refuses_mixed_models(tmp_path, pipeline, capsys):
     other = tmp_path / "other-net"
     shutil.copytree(pipeline["net0"], other)
     grid = json.loads((other / "grid.json").read_text())
-    grid["model"] = "another-model"
+    grid["model"], grid["weights_hash"] = "another-model", "sha256:other"
     (other / "grid.json").write_text(json.dumps(grid))
     out = tmp_path / "r.html"
     assert main(["report", str(pipeline["net0"]), str(other), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "another-model" in err and str(other) in err and "different models" in err
+    assert "another-model" in err and str(other) in err and "other weights" in err
     assert not out.exists()
 
 
@@ -170,10 +170,32 @@ def test_empty_results_give_a_note_not_a_figure(tmp_path, capsys):
     empty_csv.write_text("network,n_neurons,task,metric,mode,edit_value,value,control_mean,"
                          "control_ci_low,control_ci_high,ratio,n_controls,baseline\n")
     empty_json = tmp_path / "consistency.json"
-    empty_json.write_text(json.dumps({"folders": [], "pairs": []}))
+    empty_json.write_text(json.dumps({"format_version": 1, "folders": [], "pairs": []}))
     out = tmp_path / "r.html"
     assert main(["report", str(empty_csv), str(empty_json), "--out", str(out), "-q"]) == 0
     assert "warning" not in capsys.readouterr().err
     text = out.read_text()
     assert "No edited network in this file" in text and "holds no pair" in text
     assert "data:image/png" not in text
+
+
+def test_report_reads_every_input_through_its_owner(tmp_path, pipeline, capsys):
+    """Damaged inputs are one line naming the file; --out is replaced only with --force."""
+    broken = tmp_path / "net"
+    shutil.copytree(pipeline["net0"], broken)
+    (broken / "networks.json").write_text("{broken")
+    out = tmp_path / "r.html"
+    assert main(["report", str(broken), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "networks.json is not a valid networks.json" in err
+    old = tmp_path / "old.json"  # a consistency file of before format versions
+    old.write_text(json.dumps({"folders": [], "pairs": []}))
+    assert main(["report", str(old), "--out", str(out), "-q"]) == 2
+    assert "has no format_version" in capsys.readouterr().err
+    out.write_text("mine")
+    assert main(["report", str(pipeline["consistency"]), "--out", str(out), "-q"]) == 2
+    assert "pass --force" in capsys.readouterr().err and out.read_text() == "mine"
+    assert main(["report", str(pipeline["consistency"]), "--out", str(out), "--force",
+                 "-q"]) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>") or "<html" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net", "old.json", "r.html"]

@@ -118,6 +118,6 @@ for (i, j), score in zip(matching.pairs, matching.scores):
 # %%
 # Save the networks: Nifti images plus JSON, readable by ``llmfbn`` commands
 # and by nilearn (``components.nii.gz`` is a 4-D image of z-maps).
-canica.save(RESULTS / "probes-networks")
+canica.save(RESULTS / "probes-networks", overwrite=True)
 print("saved to", RESULTS / "probes-networks")
 plt.show()

@@ -82,7 +82,7 @@ from llmfbn.glm import TaskGLM
 glm = TaskGLM().fit(probes.out_dir)
 print("runs per condition:", glm.conditions_)
 localizer = glm.localize(["positive-negative", "code-fact"], height_control="fdr", alpha=0.05)
-localizer.save(RESULTS / "probes-glm")
+localizer.save(RESULTS / "probes-glm", overwrite=True)
 selective = localizer.networks  # one "network" per contrast: the neurons that survive
 for k, contrast in enumerate(localizer.contrasts):
     layer, unit, z = localizer.peak(k)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from llmfbn.cli._networks import _refuse_overwrite
+from llmfbn.cli._checks import check_finite, check_recording_folder
 
 HEIGHT_CONTROL_CHOICES = ("fdr", "fpr", "bonferroni", "none")
 
@@ -33,20 +33,24 @@ def add_glm_parser(subparsers):
                    help="drift regressors over token position (default none)")
     p.add_argument("--high-pass", type=float, default=0.01,
                    help="cosine drift cut-off in cycles per token (default 0.01)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing GLM folder")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing GLM folder (never a folder of another kind)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_glm)
 
 
 def _cmd_glm(args):
     from llmfbn.glm import TaskGLM, check_threshold_params
+    from llmfbn.io import check_output_folder
 
-    _refuse_overwrite(args.out, args.force)
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"{args.out} exists and is not a folder.")
+    # every cheap check before any image is read
+    check_finite(args.threshold, "--threshold")
+    check_finite(args.high_pass, "--high-pass", 0, None, open_interval=True)
     height_control = None if args.height_control == "none" else args.height_control
     height_control = check_threshold_params(height_control, args.alpha, args.threshold,
                                             args.two_sided)
+    check_recording_folder(args.in_dir)
+    check_output_folder(args.out, "glm", overwrite=args.force)
     glm = TaskGLM(drift_model=args.drift_model, high_pass=args.high_pass, task=args.task,
                   verbose=0 if args.quiet else 1)
     # Labels, contrasts and run counts are checked before any image is read;
@@ -54,7 +58,7 @@ def _cmd_glm(args):
     glm.fit(args.in_dir, contrasts=args.contrast)
     result = glm.localize(args.contrast, height_control=height_control, alpha=args.alpha,
                           threshold=args.threshold, two_sided=args.two_sided)
-    out = result.save(args.out).resolve()
+    out = result.save(args.out, overwrite=args.force).resolve()
     how = ("given threshold" if height_control is None
            else f"{height_control.upper()} alpha={args.alpha:g}")
     stat = "|z|" if args.two_sided else "z"

@@ -58,13 +58,13 @@ def _cmd_demo(args):
     estimator.fit(out / "recording")
     networks = estimator.networks_
     networks.top_tokens = top_tokens(networks, estimator.run_paths_, n_tokens=8)
-    estimator.save(out / "networks")
+    estimator.save(out / "networks", overwrite=True)
     print(f"{len(networks)} networks of {int(np.min(networks.sizes))} to "
           f"{int(np.max(networks.sizes))} neurons in {out / 'networks'}")
 
     print("\n[3/5] Task GLM localizer: positive vs negative texts, code vs facts")
     localizer = TaskGLM().fit(out / "recording").localize(["positive-negative", "code-fact"])
-    localizer.save(out / "glm")
+    localizer.save(out / "glm", overwrite=True)
     for contrast, n_selected in zip(localizer.contrasts, localizer.networks.sizes):
         print(f"{contrast}: {n_selected} neurons selective at FDR 0.05")
     print(f"z-maps and masks in {out / 'glm'}")
@@ -84,5 +84,6 @@ def _cmd_demo(args):
 
     print("\n[5/5] Report")
     report = make_report([out / "recording", out / "networks", out / "glm", results_csv],
-                         out / "report.html", verbose=0)
+                         out / "report.html", overwrite=True,
+                         verbose=0)
     print(f"\nOpen the report: {report.resolve()}")

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llmfbn.cli._checks import check_finite, check_int_at_least, check_recording_folder
+
 
 def add_networks_parsers(subparsers):
     p = subparsers.add_parser(
@@ -22,7 +24,8 @@ def add_networks_parsers(subparsers):
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument("--n-top-tokens", type=int, default=10)
-    p.add_argument("--force", action="store_true", help="overwrite an existing networks folder")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing networks folder (never a folder of another kind)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_networks)
 
@@ -37,18 +40,22 @@ def add_networks_parsers(subparsers):
     p.add_argument("--recurrence-threshold", type=float, default=0.2,
                    help="matched IoU that counts as a recurrence (default 0.2)")
     p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing consistency file (nothing else)")
     p.set_defaults(func=_cmd_consistency)
 
 
-def _refuse_overwrite(path, force):
-    if path.exists() and any(path.iterdir() if path.is_dir() else [path]) and not force:
-        raise ValueError(f"{path} already exists; pass --force to overwrite it.")
-
-
 def _cmd_networks(args):
+    from llmfbn.io import check_output_folder
     from llmfbn.networks import NetworkDecomposition, top_tokens
 
-    _refuse_overwrite(args.out, args.force)
+    # every cheap check before any image is read
+    check_finite(args.threshold, "--threshold")
+    check_int_at_least(args.n_components, "--n-components")
+    check_int_at_least(args.n_top_tokens, "--n-top-tokens")
+    check_int_at_least(args.top_k, "--top-k")
+    check_recording_folder(args.in_dir)
+    check_output_folder(args.out, "networks", overwrite=args.force)
     verbose = 0 if args.quiet else 1
     est = NetworkDecomposition(
         method=args.method, n_components=args.n_components, threshold=args.threshold,
@@ -57,7 +64,7 @@ def _cmd_networks(args):
     est.fit(args.in_dir)
     est.networks_.top_tokens = top_tokens(est.networks_, est.run_paths_,
                                           n_tokens=args.n_top_tokens)
-    est.save(args.out)
+    est.save(args.out, overwrite=args.force)
     sizes = est.networks_.sizes
     print(f"Networks in {args.out.resolve()}: {len(sizes)} from {args.method} on "
           f"{est.n_timepoints_} tokens; sizes min {sizes.min()}, median "
@@ -67,56 +74,21 @@ def _cmd_networks(args):
 
 
 def _cmd_consistency(args):
-    import json
-
-    from llmfbn.networks import (FunctionalNetworks, null_matched_correlation,
-                                 null_matched_iou, recurrence)
+    from llmfbn.io import check_consistency_output, write_consistency
+    from llmfbn.networks import FunctionalNetworks, compare_networks
 
     if len(args.net_dirs) < 2:
         raise ValueError(f"'net_dirs' must name at least 2 folders. {len(args.net_dirs)} "
                          f"was provided.")
+    check_int_at_least(args.n_draws, "--n-draws")
+    check_finite(args.recurrence_threshold, "--recurrence-threshold", 0, 1)
+    check_consistency_output(args.out, overwrite=args.force)
     nets = [FunctionalNetworks.load(d) for d in args.net_dirs]
-    for d, n in zip(args.net_dirs[1:], nets[1:]):
-        if not n.grid.same_layout(nets[0].grid) or n.grid.model != nets[0].grid.model:
-            raise ValueError(f"{d} holds networks of {n.grid!r}, but {args.net_dirs[0]} of "
-                             f"{nets[0].grid!r}: networks of different models or grids "
-                             f"cannot be matched.")
-    pairs = []
-    for i in range(len(nets)):
-        for j in range(i + 1, len(nets)):
-            by_iou = null_matched_iou(nets[i].masks, nets[j].masks, n_draws=args.n_draws,
-                                      random_state=args.random_state)
-            by_corr = null_matched_correlation(nets[i].maps, nets[j].maps,
-                                               n_draws=args.n_draws,
-                                               random_state=args.random_state)
-            pairs.append({"a": str(args.net_dirs[i]), "b": str(args.net_dirs[j]),
-                          "iou": by_iou.to_dict(), "correlation": by_corr.to_dict()})
-            print(f"{args.net_dirs[i]} vs {args.net_dirs[j]}: median matched IoU "
-                  f"{np.median(by_iou.scores):.3f} (null {np.mean(by_iou.null_mean):.4f}), "
-                  f"median r {np.median(by_corr.scores):.3f}")
-    rec = recurrence([n.masks for n in nets], threshold=args.recurrence_threshold)
-    document = {"folders": [str(d) for d in args.net_dirs], "pairs": pairs,
-                "recurrence": _jsonable(rec), "n_draws": args.n_draws,
-                "recurrence_threshold": args.recurrence_threshold}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=1) + "\n")
+    comparison = compare_networks(nets, names=[str(d) for d in args.net_dirs],
+                                  n_draws=args.n_draws,
+                                  recurrence_threshold=args.recurrence_threshold,
+                                  random_state=args.random_state)
+    for pair in comparison.pairs:
+        print(pair.summary())
+    write_consistency(args.out, comparison.to_dict(), overwrite=args.force)
     print(f"Wrote {args.out}")
-
-
-def _jsonable(value):
-    """Plain JSON types from dataclasses, numpy arrays and scalars."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(value):
-        value = dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

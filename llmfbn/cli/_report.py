@@ -16,22 +16,24 @@ def add_report_parser(subparsers):
                    help="show at most this many network maps per networks folder")
     p.add_argument("--connectivity-runs", type=int, default=50,
                    help="runs of a recording used for network connectivity (default 50)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    p.add_argument("--force", action="store_true", help="replace an existing report")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_report)
 
 
 def _cmd_report(args):
     from llmfbn._utils import check_positive_int
+    from llmfbn.io import check_output_file
     from llmfbn.reports import make_report
+    from llmfbn.reports._report import REPORT_SUFFIXES
 
-    if args.out.suffix.lower() not in (".html", ".htm"):
+    if args.out.suffix.lower() not in REPORT_SUFFIXES:
         raise ValueError(f"'--out' must be an .html file. {str(args.out)!r} was provided.")
-    if args.out.exists() and not args.force:
-        raise ValueError(f"{args.out} already exists; pass --force to overwrite it.")
+    check_output_file(args.out, overwrite=args.force, what="report")
     check_positive_int(args.max_networks, "--max-networks", allow_none=True)
     check_positive_int(args.connectivity_runs, "--connectivity-runs")
     # make_report recognises and checks every input before drawing anything
     out = make_report(args.paths, args.out, max_networks=args.max_networks,
-                      connectivity_runs=args.connectivity_runs, verbose=0 if args.quiet else 1)
+                      connectivity_runs=args.connectivity_runs, overwrite=args.force,
+                      verbose=0 if args.quiet else 1)
     print(f"Report: {out.resolve()}")

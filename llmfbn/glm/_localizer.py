@@ -3,8 +3,6 @@
 See :mod:`llmfbn.glm` for the design.
 """
 
-import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +14,6 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from llmfbn._utils import check_choice, log
-from llmfbn.io import atomic_path, write_atomic
 from llmfbn.glm._design import (
     DRIFT_MODELS,
     first_level_design,
@@ -25,6 +22,7 @@ from llmfbn.glm._design import (
     run_conditions,
 )
 from llmfbn.grid import NeuronGrid
+from llmfbn.io import contrast_file_names, read_glm_folder, write_glm_folder
 from llmfbn.networks import FunctionalNetworks
 from llmfbn.networks._decomposition import find_recording_images
 
@@ -33,7 +31,6 @@ __all__ = ["Localizer", "TaskGLM", "check_threshold_params"]
 NOISE_MODELS = ("ols", "ar1")
 HEIGHT_CONTROLS = ("fdr", "fpr", "bonferroni", None)
 OUTPUT_TYPES = ("z_score", "stat", "p_value", "effect_size", "effect_variance", "all")
-GLM_FORMAT_VERSION = 1
 
 
 def check_threshold_params(height_control="fdr", alpha=0.05, threshold=None, two_sided=False):
@@ -347,7 +344,6 @@ class TaskGLM(BaseEstimator):
         }
         networks = FunctionalNetworks(z_maps, masks, grid, params)
         info = {
-            "format_version": GLM_FORMAT_VERSION,
             "recording": self.recording_, "task": self.task,
             "model": grid.model, "signal": grid.signal,
             "n_runs": len(self.run_paths_), "conditions": dict(self.conditions_),
@@ -361,13 +357,6 @@ class TaskGLM(BaseEstimator):
                          t_maps=np.stack(t_maps).astype(np.float32),
                          effect_maps=np.stack(effect_maps).astype(np.float32),
                          run_paths=[str(p) for p in self.run_paths_])
-
-
-def safe_name(contrast):
-    """A file-name-safe form of a contrast: ``"a+b-2*c"`` -> ``"a_plus_b-2xc"``."""
-    name = re.sub(r"\s+", "", contrast).replace("+", "_plus_").replace("*", "x")
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "contrast"
-    return name
 
 
 @dataclass
@@ -427,76 +416,57 @@ class Localizer:
         return self.grid.layers[slot], int(unit), float(z[slot, unit])
 
     def file_names(self):
-        """``{contrast: zmap file name}``, unique and file-name safe."""
-        names, seen = {}, set()
-        for contrast in self.contrasts:
-            base = name = safe_name(contrast)
-            k = 2
-            while name in seen:
-                name, k = f"{base}_{k}", k + 1
-            seen.add(name)
-            names[contrast] = name
-        return names
+        """``{contrast: file name stem}``, unique and file-name safe (``zmap_<stem>.nii.gz``)."""
+        return contrast_file_names(self.contrasts)
 
-    def save(self, out_dir):
-        """Write the networks files, ``zmap_<contrast>.nii.gz`` (and t, effect) and ``glm.json``.
+    def save(self, out_dir, overwrite=False):
+        """Write a GLM folder: the networks files, ``zmap_<contrast>.nii.gz`` (and t,
+        effect), ``glm.json`` and ``params.json``, all swapped in at once.
 
         ``out_dir`` then also loads with :meth:`FunctionalNetworks.load`.
+
+        Parameters
+        ----------
+        out_dir : str or Path
+            A new or empty folder, or a GLM folder when ``overwrite``.
+        overwrite : bool, default False
+            Replace an existing GLM folder (never a folder of another kind).
+
+        Returns
+        -------
+        Path
         """
-        out_dir = Path(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(f"{out_dir} exists and is not a folder.")
-        self.networks.save(out_dir)
-        names = self.file_names()
         entries = []
         for k, contrast in enumerate(self.contrasts):
-            files = {}
-            for kind, maps in (("zmap", self.z_maps), ("tmap", self.t_maps),
-                               ("effect", self.effect_maps)):
-                if maps is None:
-                    continue
-                files[kind] = f"{kind}_{names[contrast]}.nii.gz"
-                with atomic_path(out_dir / files[kind]) as tmp:
-                    nib.save(self.grid.to_img(maps[k]), tmp)
             layer, unit, z = self.peak(k)
             entry = dict(self.info.get("contrasts", [{}] * len(self.contrasts))[k])
             entry.update({"contrast": contrast, "threshold": _json_number(self.thresholds[k]),
                           "n_selected": int(self.n_selected[k]),
-                          "peak": {"layer": layer, "unit": unit, "z": z}, "files": files})
+                          "peak": {"layer": layer, "unit": unit, "z": z}})
             entries.append(entry)
-        document = dict(self.info, contrasts=entries)
-        write_atomic(out_dir / "glm.json", json.dumps(document, indent=1) + "\n")
-        if self.run_paths is not None:  # as `llmfbn networks` does: lets intervene spot leaks
-            params = {"estimator": "TaskGLM", "params": self.info.get("estimator"),
-                      "runs": list(self.run_paths)}
-            write_atomic(out_dir / "params.json", json.dumps(params, indent=2) + "\n")
-        return out_dir
+        maps = {"zmap": self.z_maps, "tmap": self.t_maps, "effect": self.effect_maps}
+        return write_glm_folder(out_dir, self.masks, self.grid, self.networks.params,
+                                dict(self.info, contrasts=entries), maps,
+                                runs=self.run_paths, estimator_params=self.info.get("estimator"),
+                                overwrite=overwrite)
 
     @classmethod
     def load(cls, glm_dir):
-        """Read a folder written by :meth:`save`."""
-        glm_dir = Path(glm_dir)
-        if not (glm_dir / "glm.json").exists():
-            raise FileNotFoundError(f"{glm_dir} is not a GLM folder: glm.json is missing "
-                                    f"(make one with `llmfbn glm`).")
-        networks = FunctionalNetworks.load(glm_dir)
-        document = json.loads((glm_dir / "glm.json").read_text())
-        entries = document["contrasts"]
-        maps = {}
-        for kind in ("zmap", "tmap", "effect"):
-            if all(kind in e.get("files", {}) for e in entries):
-                maps[kind] = np.stack([
-                    networks.grid.from_img(nib.load(glm_dir / e["files"][kind]))
-                    for e in entries]).astype(np.float32)
-        info = dict(document, contrasts=[
+        """Read a GLM folder written by :meth:`save` (checked: see
+        :func:`llmfbn.io.read_glm_folder`)."""
+        folder = read_glm_folder(glm_dir)
+        read = folder.networks
+        networks = FunctionalNetworks(read.maps, read.masks, read.grid, read.params,
+                                      read.top_tokens)
+        entries = folder.document["contrasts"]
+        info = dict(folder.document, contrasts=[
             {k: v for k, v in e.items() if k not in ("threshold", "n_selected", "peak", "files")}
             for e in entries])
-        runs = None
-        if (glm_dir / "params.json").exists():
-            runs = json.loads((glm_dir / "params.json").read_text()).get("runs")
-        return cls(contrasts=[e["contrast"] for e in entries],
-                   z_maps=maps.get("zmap", networks.maps), masks=networks.masks,
-                   thresholds=[np.inf if e["threshold"] is None else float(e["threshold"])
+        info.pop("format_version", None)
+        return cls(contrasts=folder.contrasts, z_maps=folder.maps.get("zmap", read.maps),
+                   masks=read.masks,
+                   thresholds=[np.inf if e.get("threshold") is None else float(e["threshold"])
                                for e in entries],
-                   grid=networks.grid, networks=networks, info=info,
-                   t_maps=maps.get("tmap"), effect_maps=maps.get("effect"), run_paths=runs)
+                   grid=read.grid, networks=networks, info=info,
+                   t_maps=folder.maps.get("tmap"), effect_maps=folder.maps.get("effect"),
+                   run_paths=read.runs)

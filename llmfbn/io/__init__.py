@@ -9,6 +9,8 @@ objects to these functions and never parses a file name or a file itself.
 - :mod:`~llmfbn.io._atomic`: atomic file writes and recovery after a kill.
 - :mod:`~llmfbn.io._grid`: ``grid.json``.
 - :mod:`~llmfbn.io._hashing`: content hashes of files and folders.
+- :mod:`~llmfbn.io._networks`, :mod:`~llmfbn.io._glm`: networks and GLM folders.
+- :mod:`~llmfbn.io._consistency`: the consistency document.
 """
 
 from llmfbn.io._atomic import (
@@ -18,6 +20,12 @@ from llmfbn.io._atomic import (
     remove_stale_temporaries,
     write_atomic,
     write_json,
+)
+from llmfbn.io._consistency import (
+    check_consistency_output,
+    is_consistency_file,
+    read_consistency,
+    write_consistency,
 )
 from llmfbn.io._errors import (
     FolderKindError,
@@ -37,10 +45,12 @@ from llmfbn.io._folders import (
     replace_file,
     replace_folder,
 )
+from llmfbn.io._glm import GLMFolder, contrast_file_names, read_glm_folder, write_glm_folder
 from llmfbn.io._grid import GRID_FILE, read_grid, write_grid
 from llmfbn.io._hashing import file_sha256, folder_sha256
 from llmfbn.io._json import check_format_version, jsonable, read_json
 from llmfbn.io._lock import OutputLock
+from llmfbn.io._networks import NetworksFolder, read_networks_folder, write_networks_folder
 
 __all__ = [
     "FOLDER_FILE",
@@ -49,27 +59,38 @@ __all__ = [
     "TMP_PREFIX",
     "FolderKindError",
     "FormatError",
+    "GLMFolder",
+    "NetworksFolder",
     "OutputExistsError",
     "OutputLock",
     "OutputLockedError",
     "ResumeMismatchError",
     "atomic_path",
+    "check_consistency_output",
     "check_folder",
     "check_format_version",
     "check_output_file",
     "check_output_folder",
+    "contrast_file_names",
     "file_sha256",
     "folder_kind",
     "folder_sha256",
+    "is_consistency_file",
     "jsonable",
     "open_folder",
+    "read_consistency",
+    "read_glm_folder",
     "read_grid",
     "read_json",
+    "read_networks_folder",
     "recover_interrupted",
     "remove_stale_temporaries",
     "replace_file",
     "replace_folder",
     "write_atomic",
+    "write_consistency",
+    "write_glm_folder",
     "write_grid",
     "write_json",
+    "write_networks_folder",
 ]

@@ -3,10 +3,12 @@
 Needs numpy, nibabel, nilearn and scikit-learn; no torch.
 """
 
+from llmfbn.networks._compare import NetworkComparison, PairComparison, compare_networks
+from llmfbn.networks._connectivity import CONNECTIVITY_KINDS, Connectome, network_connectivity
 from llmfbn.networks._consistency import (
     GroupTemplate,
-    MatchReport,
     Matching,
+    MatchReport,
     Recurrence,
     SplitHalf,
     Stability,
@@ -21,7 +23,6 @@ from llmfbn.networks._consistency import (
     split_half,
     stability,
 )
-from llmfbn.networks._connectivity import CONNECTIVITY_KINDS, Connectome, network_connectivity
 from llmfbn.networks._decomposition import (
     NetworkDecomposition,
     find_recording_images,
@@ -37,10 +38,13 @@ __all__ = [
     "GroupTemplate",
     "MatchReport",
     "Matching",
+    "NetworkComparison",
     "NetworkDecomposition",
+    "PairComparison",
     "Recurrence",
     "SplitHalf",
     "Stability",
+    "compare_networks",
     "find_recording_images",
     "group_template",
     "iou",

@@ -7,7 +7,6 @@ the reference paper's orientation, temporal FastICA on the token x neuron
 matrix with the mixing columns as maps.
 """
 
-import json
 import warnings
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.io._recording import run_sibling
 from llmfbn.grid import NeuronGrid
 from llmfbn.networks._networks import DEFAULT_THRESHOLD, FunctionalNetworks, zscore_maps
-from llmfbn.io import read_grid
+from llmfbn.io import read_grid, write_networks_folder
 
 __all__ = ["NetworkDecomposition", "find_recording_images", "split_half_reproducibility"]
 
@@ -166,6 +165,11 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         """
         check_choice(self.method, METHODS, "method")
         check_positive_int(self.n_components, "n_components")
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)):
+            raise TypeError(f"'threshold' must be a number. {self.threshold!r} was provided.")
+        if not np.isfinite(self.threshold):
+            raise ValueError(f"'threshold' must be a finite number. {self.threshold!r} was "
+                             f"provided.")
         paths, self.grid_ = find_recording_images(imgs, task=self.task)
         self.mask_img_ = self.grid_.mask_img()
         self.n_timepoints_ = self._count_timepoints(paths)
@@ -248,15 +252,30 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
             return [_standardized(self.grid_, p) @ pinv for p in paths]
         return self.estimator_.transform([str(p) for p in paths])
 
-    def save(self, out_dir):
-        """Write the networks (see :meth:`FunctionalNetworks.save`) and the parameters."""
+    def save(self, out_dir, overwrite=False):
+        """Write the networks folder, the estimator's parameters and its runs included.
+
+        Everything (``params.json`` too) is built in one staging folder and
+        swapped in at once (see :func:`llmfbn.io.write_networks_folder`).
+
+        Parameters
+        ----------
+        out_dir : str or Path
+        overwrite : bool, default False
+            Replace an existing networks folder (never a folder of another kind).
+
+        Returns
+        -------
+        Path
+        """
         check_is_fitted(self, "networks_")
-        self.networks_.save(out_dir)
         params = self.get_params()
         params["memory"] = None if params["memory"] is None else str(params["memory"])
-        document = {"estimator": type(self).__name__, "params": params,
-                    "runs": [str(p) for p in self.run_paths_]}
-        (Path(out_dir) / "params.json").write_text(json.dumps(document, indent=2) + "\n")
+        nets = self.networks_
+        return write_networks_folder(out_dir, nets.maps, nets.masks, nets.grid, nets.params,
+                                     nets.top_tokens, estimator=type(self).__name__,
+                                     estimator_params=params, runs=self.run_paths_,
+                                     overwrite=overwrite)
 
 
 def _standardized(grid, path):

@@ -6,15 +6,10 @@ shape ``(n_networks, n_layers, n_units)`` on a :class:`~llmfbn.grid.NeuronGrid`,
 and saves them as Nifti images plus JSON (no pickle).
 """
 
-import json
-from pathlib import Path
-
-import nibabel as nib
 import numpy as np
 
 from llmfbn._utils import check_choice, check_positive_int
-from llmfbn.io import atomic_path, read_grid, write_atomic, write_grid
-from llmfbn.grid import NeuronGrid
+from llmfbn.io import read_networks_folder, write_networks_folder
 
 __all__ = ["FunctionalNetworks", "threshold_maps", "zscore_maps"]
 
@@ -175,50 +170,29 @@ class FunctionalNetworks:
 
     # -- save / load --------------------------------------------------------
 
-    def save(self, out_dir):
-        """Write ``components.nii.gz``, ``networks.nii.gz``, ``networks.json`` and ``grid.json``."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, img in (("components.nii.gz", self.maps_img()),
-                          ("networks.nii.gz", self.masks_img())):
-            with atomic_path(out_dir / name) as tmp:
-                nib.save(img, tmp)
-        write_grid(out_dir / "grid.json", self.grid)
-        counts = self.layer_counts()
-        networks = []
-        for k in range(len(self)):
-            entry = {
-                "index": k,
-                "size": int(self.sizes[k]),
-                "layer_counts": {str(layer): int(c) for layer, c in
-                                 zip(self.grid.layers, counts[k]) if c},
-                "neurons": self.indices(k).tolist(),
-                "peak_z": float(self.maps[k].max()),
-            }
-            if self.top_tokens:
-                entry["top_tokens"] = self.top_tokens[k]
-            networks.append(entry)
-        document = {"params": self.params, "n_networks": len(self), "networks": networks}
-        write_atomic(out_dir / "networks.json", json.dumps(document, indent=1) + "\n")
+    def save(self, out_dir, overwrite=False):
+        """Write a networks folder (see :func:`llmfbn.io.write_networks_folder`).
+
+        ``components.nii.gz``, ``networks.nii.gz``, ``networks.json``,
+        ``grid.json`` and ``params.json``, all swapped in at once.
+
+        Parameters
+        ----------
+        out_dir : str or Path
+            A new or empty folder, or a networks folder when ``overwrite``.
+        overwrite : bool, default False
+            Replace an existing networks folder (never a folder of another kind).
+
+        Returns
+        -------
+        Path
+        """
+        return write_networks_folder(out_dir, self.maps, self.masks, self.grid, self.params,
+                                     self.top_tokens, overwrite=overwrite)
 
     @classmethod
     def load(cls, net_dir):
-        """Read networks written by :meth:`save`."""
-        net_dir = Path(net_dir)
-        for name in ("grid.json", "components.nii.gz", "networks.nii.gz", "networks.json"):
-            if not (net_dir / name).exists():
-                raise FileNotFoundError(
-                    f"{net_dir} is not a networks folder: {name} is missing "
-                    f"(make one with `llmfbn networks`).")
-        grid = read_grid(net_dir / "grid.json")
-        maps = _volumes(grid, net_dir / "components.nii.gz").astype(np.float32)
-        masks = _volumes(grid, net_dir / "networks.nii.gz") > 0
-        document = json.loads((net_dir / "networks.json").read_text())
-        tokens = [n.get("top_tokens") for n in document["networks"]]
-        return cls(maps, masks, grid, document.get("params"),
-                   tokens if any(t is not None for t in tokens) else None)
-
-
-def _volumes(grid, path):
-    data = grid.from_img(nib.load(path))
-    return data[None] if data.ndim == 2 else data
+        """Read the networks of a networks or GLM folder (checked: see
+        :func:`llmfbn.io.read_networks_folder`)."""
+        folder = read_networks_folder(net_dir)
+        return cls(folder.maps, folder.masks, folder.grid, folder.params, folder.top_tokens)

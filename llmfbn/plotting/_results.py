@@ -1,11 +1,11 @@
 """Results: interventions against matched controls, dose-response curves, consistency."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from llmfbn._utils import check_choice
+from llmfbn.io import read_consistency
 from llmfbn.plotting._base import check_number, finish, single_axes
 
 __all__ = ["plot_consistency", "plot_dose_response", "plot_intervention", "read_results"]
@@ -312,7 +312,7 @@ def _load_document(result):
     if isinstance(result, (str, Path)):
         if not Path(result).exists():
             raise FileNotFoundError(f"'result': {result} does not exist.")
-        result = json.loads(Path(result).read_text())
+        result = read_consistency(result)
     if not (isinstance(result, dict) and "pairs" in result and "folders" in result):
         raise ValueError("'result' must be a Matching, a MatchReport, a 2-D array or the JSON "
                          "document of `llmfbn consistency` (with 'folders' and 'pairs').")

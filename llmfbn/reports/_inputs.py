@@ -9,19 +9,24 @@ whole.
 """
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmfbn.grid import NeuronGrid
-from llmfbn.io import read_grid
+from llmfbn.io import (
+    RESULT_COLUMNS,
+    folder_kind,
+    is_consistency_file,
+    read_consistency,
+    read_description,
+    read_grid,
+)
 
 __all__ = ["ReportInput", "find_inputs"]
 
 KINDS = ("recording", "networks", "glm", "consistency", "intervention")
-#: Columns that make a CSV an intervention results table.
-INTERVENTION_COLUMNS = {"network", "task", "metric", "mode", "value", "control_mean",
-                        "control_ci_low", "control_ci_high", "baseline"}
+#: Folder kinds (``llmfbn.json``) a report shows.
+FOLDER_KINDS = ("recording", "networks", "glm")
 
 
 @dataclass
@@ -38,40 +43,32 @@ class ReportInput:
         return f"{self.kind} {self.path}"
 
 
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _csv_header(path):
     try:
         with open(path, encoding="utf-8", newline="") as f:
             return next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError, csv.Error):
         return []
 
 
 def _recognise(path):
-    """The ReportInput for ``path``, or None when it is none of the known kinds."""
+    """The ReportInput for ``path``, or None when it is none of the known kinds.
+
+    Folders are recognised by their kind (``llmfbn.json``), consistency files
+    by :func:`llmfbn.io.read_consistency`, intervention tables by their header
+    (:data:`llmfbn.io.RESULT_COLUMNS`). A damaged file of a known kind raises
+    FormatError naming it.
+    """
     path = Path(path)
     if path.is_dir():
-        if (path / "glm.json").exists() and (path / "networks.json").exists():
-            return ReportInput("glm", path, read_grid(path))
-        if (path / "networks.json").exists() and (path / "grid.json").exists():
-            return ReportInput("networks", path, read_grid(path))
-        if (path / "dataset_description.json").exists() and (path / "grid.json").exists():
-            description = _read_json(path / "dataset_description.json") or {}
-            return ReportInput("recording", path, read_grid(path),
-                               {"identity": description.get("llmfbn", {})})
-        return None
-    if path.suffix == ".json":
-        document = _read_json(path)
-        if isinstance(document, dict) and {"folders", "pairs"} <= set(document):
-            return ReportInput("consistency", path, details={"document": document})
-        return None
-    if path.suffix in (".csv", ".tsv") and INTERVENTION_COLUMNS <= set(_csv_header(path)):
+        kind = folder_kind(path)
+        if kind not in FOLDER_KINDS:
+            return None
+        details = {"identity": read_description(path)} if kind == "recording" else {}
+        return ReportInput(kind, path, read_grid(path), details)
+    if is_consistency_file(path):
+        return ReportInput("consistency", path, details={"document": read_consistency(path)})
+    if path.suffix.lower() in (".csv", ".tsv") and set(RESULT_COLUMNS) <= set(_csv_header(path)):
         return ReportInput("intervention", path)
     return None
 
@@ -110,10 +107,9 @@ def find_inputs(paths):
         children = [c for c in children if c is not None]
         if not children:
             raise ValueError(
-                f"{path} is not something llmfbn wrote: expected a recording folder "
-                f"(grid.json + dataset_description.json), a networks folder (networks.json), "
-                f"a GLM folder (glm.json), a consistency .json or an intervention .csv, "
-                f"or a folder holding some of them.")
+                f"{path} is not something llmfbn wrote: expected a recording, networks or "
+                f"GLM folder (each has an llmfbn.json), a consistency .json or an "
+                f"intervention .csv, or a folder holding some of them.")
         found.extend(children)
     unique = {}
     for item in found:  # the same folder given twice (or inside a given folder) counts once
@@ -123,26 +119,15 @@ def find_inputs(paths):
     return found
 
 
-def _describe_grid(grid):
-    return f"{grid.model} ({grid.n_layers} layers x {grid.width} units, signal {grid.signal})"
-
-
 def _check_same_grid(items):
+    """One report covers one model and grid (:meth:`NeuronGrid.check_compatible`)."""
     with_grid = [item for item in items if item.grid is not None]
     if not with_grid:
         return
     first = with_grid[0]
     for item in with_grid[1:]:
-        grid = item.grid
-        if grid.model != first.grid.model:
-            why = "different models"
-        elif not grid.same_layout(first.grid):
-            why = "different layers or grids"
-        elif grid.signal != first.grid.signal:
-            why = "different signals"
-        else:
-            continue
-        raise ValueError(
-            f"{item.path} ({item.kind}) is of {_describe_grid(grid)} but {first.path} "
-            f"({first.kind}) of {_describe_grid(first.grid)}: one report covers one model "
-            f"and grid ({why}).")
+        try:
+            item.grid.check_compatible(first.grid, names=(f"{item.path} ({item.kind})",
+                                                          f"{first.path} ({first.kind})"))
+        except ValueError as err:
+            raise ValueError(f"{err} One report covers one model and grid.") from None

@@ -9,14 +9,17 @@ import numpy as np
 
 from llmfbn import __version__
 from llmfbn._utils import log
-from llmfbn.io import write_atomic
+from llmfbn.io import check_output_file, read_glm_folder, replace_file
 from llmfbn.reports._html import Section, figure_html, page, table_html
 from llmfbn.reports._inputs import KINDS, find_inputs
 
 __all__ = ["make_report"]
 
+REPORT_SUFFIXES = (".html", ".htm")
 
-def make_report(paths, out_file, max_networks=None, connectivity_runs=50, verbose=1):
+
+def make_report(paths, out_file, max_networks=None, connectivity_runs=50, overwrite=False,
+                verbose=1):
     """Write one self-contained HTML report of recordings, networks, GLM and interventions.
 
     Parameters
@@ -34,6 +37,8 @@ def make_report(paths, out_file, max_networks=None, connectivity_runs=50, verbos
         With a recording and networks given together, the network
         connectivity matrix uses the recording's first ``connectivity_runs``
         runs.
+    overwrite : bool, default False
+        Replace an existing ``out_file`` (checked before anything is read).
     verbose : int, default 1
 
     Returns
@@ -41,6 +46,8 @@ def make_report(paths, out_file, max_networks=None, connectivity_runs=50, verbos
     Path
         ``out_file``.
     """
+    out_file = Path(out_file)
+    check_output_file(out_file, overwrite, suffixes=REPORT_SUFFIXES, what="report")
     inputs = find_inputs(paths)
     by_kind = {kind: [i for i in inputs if i.kind == kind] for kind in KINDS}
     grid = next((i.grid for i in inputs if i.grid is not None), None)
@@ -63,9 +70,8 @@ def make_report(paths, out_file, max_networks=None, connectivity_runs=50, verbos
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     document = page(f"llmfbn report: {model}", f"Written {stamp} by llmfbn {__version__} from "
                     f"{len(inputs)} inputs.", sections)
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_file, document)
+    with replace_file(out_file, overwrite, suffixes=REPORT_SUFFIXES, what="report") as tmp:
+        tmp.write_text(document, encoding="utf-8")
     log(f"Report written to {out_file}", verbose)
     return out_file
 
@@ -207,11 +213,10 @@ def _consistency_section(item, n):
 
 
 def _glm_section(item, n):
-    from llmfbn.networks import FunctionalNetworks
     from llmfbn.plotting import plot_brain_map, plot_flat_map
 
-    summary = json.loads((item.path / "glm.json").read_text())
-    networks = FunctionalNetworks.load(item.path)
+    folder = read_glm_folder(item.path)
+    summary, networks = folder.document, folder.networks
     section = Section(f"Task GLM: {item.path.name}", f"glm-{n}")
     control = (f"z >= {summary['threshold_given']}" if summary.get("threshold_given") is not None
                else f"{summary.get('height_control')} at alpha {summary.get('alpha')}")
