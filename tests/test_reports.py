@@ -165,6 +165,14 @@ def test_a_path_given_twice_counts_once(pipeline):
     assert sum(i.path == pipeline["net0"] for i in items) == 1
 
 
+def test_what_a_killed_writer_left_is_not_an_input(pipeline, tmp_path):
+    from llmfbn.io._atomic import OLD_PREFIX, staging_name
+
+    shutil.copytree(pipeline["net0"], tmp_path / "net")
+    shutil.copytree(pipeline["net0"], tmp_path / staging_name("net", OLD_PREFIX))
+    assert [i.path.name for i in find_inputs([tmp_path])] == ["net"]
+
+
 def test_empty_results_give_a_note_not_a_figure(tmp_path, capsys):
     empty_csv = tmp_path / "empty.csv"
     empty_csv.write_text("network,n_neurons,task,metric,mode,edit_value,value,control_mean,"

@@ -103,7 +103,9 @@ def find_inputs(paths):
         if item is not None:
             found.append(item)
             continue
-        children = [_recognise(child) for child in sorted(path.iterdir())] if path.is_dir() else []
+        children = ([_recognise(child) for child in sorted(path.iterdir())
+                     if not child.name.startswith(".")]  # e.g. what a killed writer left
+                    if path.is_dir() else [])
         children = [c for c in children if c is not None]
         if not children:
             raise ValueError(
