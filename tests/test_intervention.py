@@ -1,4 +1,8 @@
 import copy
+import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,14 +17,25 @@ from llmfbn.intervention import (
     Evaluation,
     NonFiniteActivationError,
     amplify,
+    baseline_rows,
     confidence_interval,
     edit_neurons,
     fold_edit,
     inhibit,
     intervention_sweep,
+    make_evaluation,
     matched_controls,
     resolve_targets,
     scale,
+)
+from llmfbn.io import (
+    FormatError,
+    OutputExistsError,
+    OutputLock,
+    OutputLockedError,
+    ResumeMismatchError,
+    read_results,
+    settings_path,
 )
 from llmfbn.networks import FunctionalNetworks
 from llmfbn.recording import record_activations
@@ -167,7 +182,7 @@ def test_networks_of_another_model_are_refused():
     masks = np.zeros((1, 3, 1536), bool)
     masks[0, 0, 0] = True
     nets = FunctionalNetworks(masks.astype(np.float32), masks, grid)
-    with pytest.raises(ValueError, match="1536 units per layer but this model's MLP has 24"):
+    with pytest.raises(ValueError, match="1536 vs 24 units per layer"):
         resolve_targets(make_loaded("llama").model, nets)
 
 
@@ -284,3 +299,196 @@ def test_edit_neurons_general_callable():
         edited = record_activations(loaded, TEXTS[:1])[0]
     assert resolved[1].tolist() == [0, 1]
     np.testing.assert_allclose(edited[:, 1, :2], np.abs(base[:, 1, :2]), rtol=1e-6)
+
+
+# -- the results CSV: resume only what the settings file verifies (issue 9) ---------
+
+
+def _networks(grid=None, seed=0):
+    grid = grid or NeuronGrid(3, 24, model="tiny-llama", signal="mlp", weights_hash="seed:0",
+                              model_layers=3)
+    masks = np.zeros((2, grid.n_layers, 24), bool)
+    masks[0, 0, seed:seed + 4] = True
+    masks[1, grid.n_layers - 1, 10:12] = True
+    return FunctionalNetworks(masks.astype(np.float32), masks, grid)
+
+
+@pytest.fixture
+def eval_files(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat .\nthe dog ran far away and it was good\n")
+    sst = tmp_path / "sst2"
+    sst.mkdir()
+    (sst / "dev.tsv").write_text("text\tlabel\nthe film was very good\t1\n"
+                                 "the film was bad\t0\nit was good\t1\n")
+    return text, sst
+
+
+def _evaluations(eval_files, limit=2, max_tokens=None):
+    text, sst = eval_files
+    return [make_evaluation("text", text, max_tokens=max_tokens, max_length=8, stride=4),
+            make_evaluation("sst2", sst, limit=limit)]
+
+
+def _sweep(loaded, out, evaluations, networks=None, **kwargs):
+    kwargs = dict(dict(network_ids=[0], n_controls=1, verbose=0), **kwargs)
+    return intervention_sweep(loaded, networks or _networks(), evaluations, out_csv=out,
+                              **kwargs)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(networks=_networks(seed=5)), "the networks was 2 networks"),
+    (dict(limit=3), "limit of task 'sst2' was 2, now 3"),
+    (dict(max_tokens=5), "max_tokens of task 'text' was not set, now 5"),
+    (dict(n_controls=2), "n_controls was 1, now 2"),
+    (dict(random_state=1), "random_state was 0, now 1"),
+    (dict(seed=1), "the model was 'tiny-llama' (weights seed:0), now 'tiny-llama' "
+                   "(weights seed:1)"),
+    (dict(text="the sun is big\n"), "the evaluation file of task 'text' was"),
+])
+def test_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path, eval_files,
+                                                                   change, message):
+    out = tmp_path / "r.csv"
+    _sweep(make_loaded(), out, _evaluations(eval_files))
+    settings = json.loads(settings_path(out).read_text())
+    assert settings["model"] == {"name": "tiny-llama", "weights_hash": "seed:0"}
+    assert settings["tasks"]["sst2"]["limit"] == 2
+    assert settings["tasks"]["text"]["file"]["sha256"].startswith("sha256:")
+    before = out.read_bytes(), settings_path(out).read_bytes()
+    if "text" in change:
+        eval_files[0].write_text(change.pop("text"))
+    loaded = make_loaded(seed=change.pop("seed", 0))
+    evaluations = _evaluations(eval_files, limit=change.pop("limit", 2),
+                               max_tokens=change.pop("max_tokens", None))
+    change["networks"] = change.get("networks") or _networks()
+    change["networks"].grid.weights_hash = loaded.weights_hash  # networks of this model
+    with pytest.raises(ResumeMismatchError, match=re.escape(message)) as info:
+        _sweep(loaded, out, evaluations, **change)
+    assert "pass overwrite=True to start over" in str(info.value)
+    assert (out.read_bytes(), settings_path(out).read_bytes()) == before
+    rows = _sweep(loaded, out, evaluations, overwrite=True, **change)  # start afresh
+    assert len(rows) == len(read_results(out)) == 3 + 3  # baselines + network 0, 3 metrics
+
+
+def test_resume_with_the_same_settings_adds_only_what_is_new(tmp_path, eval_files):
+    out = tmp_path / "r.csv"
+    _sweep(make_loaded(), out, _evaluations(eval_files)[:1])
+    calls = []
+    counted = _mean_logit_evaluation(calls)
+    rows = _sweep(make_loaded(), out, _evaluations(eval_files)[:1] + [counted],
+                  network_ids=[0, 1])
+    assert len(calls) == 1 + 2 * 2  # the new task: baseline, 2 networks x (edit + 1 control)
+    assert sorted(json.loads(settings_path(out).read_text())["tasks"]) == ["text", "toy"]
+    assert len(rows[(rows.task == "text") & (rows.network != "none")]) == 2
+
+
+def test_baseline_of_another_model_is_not_reused(tmp_path, eval_files):
+    out = tmp_path / "base.csv"
+    evaluations = _evaluations(eval_files)[:1]
+    baseline_rows(make_loaded(seed=0), evaluations, out_csv=out, verbose=0)
+    with pytest.raises(ResumeMismatchError, match="the model was"):
+        baseline_rows(make_loaded(seed=1), evaluations, out_csv=out, verbose=0)
+    other = _networks()
+    other.grid.weights_hash = "seed:1"
+    with pytest.raises(ResumeMismatchError, match="the model was"):
+        _sweep(make_loaded(seed=1), out, evaluations, networks=other)
+
+
+def test_evaluate_then_intervene_share_a_csv_until_the_networks_change(tmp_path, eval_files):
+    out = tmp_path / "r.csv"
+    evaluations = _evaluations(eval_files)[:1]
+    base = baseline_rows(make_loaded(), evaluations, out_csv=out, verbose=0)
+    rows = _sweep(make_loaded(), out, evaluations)
+    assert rows[rows.network == "none"].value.tolist() == base.value.tolist()
+    assert baseline_rows(make_loaded(), evaluations, out_csv=out, verbose=0).shape == rows.shape
+    with pytest.raises(ResumeMismatchError, match="the networks was"):
+        _sweep(make_loaded(), out, evaluations, networks=_networks(seed=5))
+    assert json.loads(settings_path(out).read_text())["commands"] == ["evaluate", "intervene"]
+
+
+def test_csv_without_settings_is_refused_unless_overwrite(tmp_path, eval_files):
+    out = tmp_path / "old.csv"
+    pd.DataFrame([dict(network="none", n_neurons=0, task="text", metric="perplexity",
+                       mode="none", edit_value="", value=1.0, control_mean=np.nan,
+                       control_ci_low=np.nan, control_ci_high=np.nan, ratio=np.nan,
+                       n_controls=0, baseline=1.0)], columns=COLUMNS).to_csv(out, index=False)
+    evaluations = _evaluations(eval_files)[:1]
+    with pytest.raises(OutputExistsError, match="has no settings file"):
+        baseline_rows(make_loaded(), evaluations, out_csv=out, verbose=0)
+    rows = baseline_rows(make_loaded(), evaluations, out_csv=out, overwrite=True, verbose=0)
+    assert rows.value.iloc[0] != 1.0 and settings_path(out).exists()
+
+
+def test_settings_file_of_an_unknown_version_is_refused(tmp_path, eval_files):
+    out = tmp_path / "r.csv"
+    evaluations = _evaluations(eval_files)[:1]
+    baseline_rows(make_loaded(), evaluations, out_csv=out, verbose=0)
+    document = json.loads(settings_path(out).read_text())
+    settings_path(out).write_text(json.dumps(dict(document, format_version=99)))
+    for read in (lambda: read_results(out),
+                 lambda: baseline_rows(make_loaded(), evaluations, out_csv=out, verbose=0)):
+        with pytest.raises(FormatError, match="format version 99, newer"):
+            read()
+
+
+def test_a_second_writer_of_the_csv_fails_at_once(tmp_path, eval_files):
+    out = tmp_path / "r.csv"
+    with OutputLock(out):
+        with pytest.raises(OutputLockedError, match="is being written by"):
+            baseline_rows(make_loaded(), _evaluations(eval_files)[:1], out_csv=out, verbose=0)
+    assert not out.exists()
+
+
+def test_two_evaluations_of_one_task_name_are_refused(tmp_path, eval_files):
+    text, _ = eval_files
+    other = tmp_path / "other.txt"
+    other.write_text("one two three\n")
+    twins = [make_evaluation("text", text), make_evaluation("text", other)]
+    with pytest.raises(ValueError, match=f"named 'text' \\({text}.* and {other}\\)"):
+        baseline_rows(make_loaded(), twins, verbose=0)
+    with pytest.raises(ValueError, match="named 'text'"):
+        _sweep(make_loaded(), None, twins)
+
+
+def test_repeated_network_ids_give_one_network(tmp_path):
+    rows = _sweep(make_loaded(), None, [_mean_logit_evaluation([])], network_ids=[0, 0])
+    assert rows[rows.network != "none"].network.tolist() == ["0", "0"]  # two metrics
+    rows = _sweep(make_loaded(), None, [_mean_logit_evaluation([])], mode="amplify",
+                  values=[2, 2.0])
+    assert len(rows[rows.network != "none"]) == 2
+
+
+def test_networks_of_a_model_with_other_layers_are_refused_even_when_allowed():
+    two_layer = NeuronGrid(2, 24, model="tiny-llama-2", signal="mlp", weights_hash="other",
+                           model_layers=2)
+    for allow in (False, True):
+        with pytest.raises(ValueError, match="a model of 2 vs 3 layers"):
+            _sweep(make_loaded(), None, [_mean_logit_evaluation([])],
+                   networks=_networks(two_layer), allow_other_model=allow)
+    old = NeuronGrid(4, 24, model="tiny-llama", signal="mlp")  # no model_layers recorded
+    with pytest.raises(ValueError, match=r"layers \[3\] that the model lacks"):
+        resolve_targets(make_loaded(), _networks(old), allow_other_model=True)
+
+
+def test_networks_of_another_model_with_the_same_grid_need_allow_other_model():
+    grid = NeuronGrid(3, 24, model="tiny-llama", signal="mlp", weights_hash="seed:1",
+                      model_layers=3)
+    calls = []
+    with pytest.raises(ValueError, match="allow_other_model=True"):
+        _sweep(make_loaded(seed=0), None, [_mean_logit_evaluation(calls)],
+               networks=_networks(grid))
+    assert calls == []  # refused before any evaluation
+    rows = _sweep(make_loaded(seed=0), None, [_mean_logit_evaluation(calls)],
+                  networks=_networks(grid), allow_other_model=True)
+    assert set(rows.network) == {"none", "0"}
+
+
+def test_read_results_needs_neither_torch_nor_the_intervention_code(tmp_path):
+    out = tmp_path / "r.csv"
+    pd.DataFrame(columns=COLUMNS).to_csv(out, index=False)
+    code = ("import sys; import llmfbn.plotting as p; import llmfbn.io as io; "
+            f"assert p.read_results is io.read_results; io.read_results({str(out)!r}); "
+            "assert 'llmfbn.intervention' not in sys.modules and 'torch' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith(('torch', 'llmfbn.interv')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -25,6 +25,9 @@ def add_intervention_parsers(subparsers):
     intervene.add_argument("--controls", type=int, default=5,
                            help="matched random controls per network (default 5)")
     intervene.add_argument("--random-state", type=int, default=0)
+    intervene.add_argument("--allow-other-model", action="store_true",
+                           help="apply networks found on another model with the same grid "
+                                "(e.g. the base model of a fine-tuned one)")
     for p in (evaluate, intervene):
         p.add_argument("--model", default="smollm2-135m")
         p.add_argument("--eval", action="append", required=True, metavar="TASK=PATH",
@@ -39,7 +42,11 @@ def add_intervention_parsers(subparsers):
         p.add_argument("--stride", type=int, default=512,
                        help="perplexity stride (default 512; = --max-length for disjoint windows)")
         p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument("--out", required=True, type=Path, help="results CSV")
+        p.add_argument("--out", required=True, type=Path,
+                       help="results CSV (its settings go to OUT.settings.json); a rerun "
+                            "with the same settings resumes it")
+        p.add_argument("--force", action="store_true",
+                       help="start the results CSV afresh instead of resuming it")
         p.add_argument("-q", "--quiet", action="store_true")
     evaluate.set_defaults(func=_cmd_intervene)
     intervene.set_defaults(func=_cmd_intervene)
@@ -48,13 +55,18 @@ def add_intervention_parsers(subparsers):
 def _parse_evals(specs, args):
     from llmfbn.intervention import make_evaluation
 
-    evaluations = []
+    evaluations, files = [], {}
     for spec in specs:
         if "=" not in spec:
             raise ValueError(f"'--eval' takes TASK=PATH, e.g. wikitext2=wiki.test.raw. "
                              f"{spec!r} was provided.")
-        task, path = spec.split("=", 1)
-        evaluations.append(make_evaluation(task.strip(), Path(path), limit=args.limit,
+        task, path = (part.strip() for part in spec.split("=", 1))
+        if task in files:
+            raise ValueError(f"'--eval' names task {task!r} twice ({files[task]} and {path}): "
+                             f"their rows could not be told apart. Evaluate one file per task "
+                             f"in one --out.")
+        files[task] = path
+        evaluations.append(make_evaluation(task, Path(path), limit=args.limit,
                                            max_tokens=args.max_tokens,
                                            batch_size=args.batch_size,
                                            max_length=args.max_length, stride=args.stride))
@@ -62,13 +74,53 @@ def _parse_evals(specs, args):
 
 
 def _parse_network_ids(text, n_networks):
+    """Indices in the order given, repeats dropped (``0,0`` -> ``[0]``)."""
     if text == "all":
         return list(range(n_networks))
     try:
-        return [int(x) for x in text.split(",")]
+        ids = [int(x) for x in text.split(",")]
     except ValueError:
         raise ValueError(f"'--network' takes indices like '3' or '0,4,7', or 'all'. "
                          f"{text!r} was provided.") from None
+    return list(dict.fromkeys(ids))
+
+
+def _check_numbers(args):
+    """Cheap checks of the numeric flags, before anything is read or loaded."""
+    for flag, value in (("--limit", args.limit), ("--max-tokens", args.max_tokens),
+                        ("--max-length", args.max_length), ("--stride", args.stride),
+                        ("--batch-size", args.batch_size),
+                        ("--controls", getattr(args, "controls", None))):
+        if value is not None and value < 1:
+            raise ValueError(f"'{flag}' must be a positive integer. {value} was provided.")
+    if args.stride > args.max_length:
+        raise ValueError(f"'--stride' must be <= '--max-length' ({args.max_length}). "
+                         f"{args.stride} was provided.")
+    if args.out.is_dir():
+        raise ValueError(f"'--out' must be a CSV file path; {args.out} is a folder.")
+
+
+#: The flags that set each setting of the results' settings file.
+_FLAGS = {"model": "--model", "networks": "--networks", "n_controls": "--controls",
+          "random_state": "--random-state", "kind": "the task", "file": "the --eval file",
+          "limit": "--limit", "max_tokens": "--max-tokens", "max_length": "--max-length",
+          "stride": "--stride"}
+
+
+def _in_flags(err):
+    """A results-CSV error of the library, reworded with the command's flags."""
+    from llmfbn.io import OutputExistsError, ResumeMismatchError, describe_differences
+
+    if isinstance(err, ResumeMismatchError) and getattr(err, "differences", None):
+        return ResumeMismatchError(
+            f"{err.path} holds results made with other settings: "
+            f"{describe_differences(err.differences, _FLAGS)}. Write to another --out, or "
+            f"pass --force to start over.")
+    if isinstance(err, OutputExistsError):
+        # path=None: main() prints this message as it is (it says why, not just "exists")
+        return OutputExistsError(str(err).replace("Pass overwrite=True", "Pass --force")
+                                 .replace("another out_csv", "another --out"))
+    return err
 
 
 def _parse_values(text, mode):
@@ -91,7 +143,7 @@ def _warn_if_leaking(networks_dir, specs):
     if not params.exists():
         return
     sources = set()
-    for run in json.loads(params.read_text()).get("runs", [])[:1]:
+    for run in (json.loads(params.read_text()).get("runs") or [])[:1]:
         sidecar = run_sibling(run, "bold.json")
         if sidecar.exists():
             source = json.loads(sidecar.read_text()).get("InputFile")
@@ -108,28 +160,48 @@ def _warn_if_leaking(networks_dir, specs):
 def _cmd_intervene(args):
     import pandas as pd
 
-    from llmfbn.intervention import intervention_sweep
+    from llmfbn.intervention import (
+        baseline_rows,
+        check_network_ids,
+        check_out_csv,
+        intervention_sweep,
+    )
+    from llmfbn.io import OutputExistsError, ResumeMismatchError
     from llmfbn.models import load_model
-    from llmfbn.networks import FunctionalNetworks
 
     verbose = 0 if args.quiet else 1
+    _check_numbers(args)
     evaluations = _parse_evals(args.eval, args)
-    model = load_model(args.model, verbose=verbose)
-    if args.command == "evaluate":
-        from llmfbn.intervention._experiments import baseline_rows
+    intervene = args.command == "intervene"
+    networks = ids = values = None
+    if intervene:
+        from llmfbn.networks import FunctionalNetworks
 
-        rows = baseline_rows(model, evaluations, out_csv=args.out, verbose=verbose)
-    else:
+        values = _parse_values(args.value, args.mode)
         networks = FunctionalNetworks.load(args.networks)
-        if networks.grid.model != model.name:
-            warnings.warn(f"The networks were found on model {networks.grid.model!r}; "
-                          f"this is {model.name!r}.")
-        _warn_if_leaking(args.networks, args.eval)
-        rows = intervention_sweep(
-            model, networks, evaluations,
-            network_ids=_parse_network_ids(args.network, len(networks)), mode=args.mode,
-            values=_parse_values(args.value, args.mode), n_controls=args.controls,
-            random_state=args.random_state, out_csv=args.out, verbose=verbose)
+        ids = check_network_ids(networks, _parse_network_ids(args.network, len(networks)))
+    try:
+        check_out_csv(args.out, evaluations, networks,
+                      args.controls if intervene else None,
+                      args.random_state if intervene else None, overwrite=args.force)
+        model = load_model(args.model, verbose=verbose)
+        if not intervene:
+            rows = baseline_rows(model, evaluations, out_csv=args.out, overwrite=args.force,
+                                 verbose=verbose)
+        else:
+            _warn_if_leaking(args.networks, args.eval)
+            rows = intervention_sweep(
+                model, networks, evaluations, network_ids=ids, mode=args.mode, values=values,
+                n_controls=args.controls, random_state=args.random_state, out_csv=args.out,
+                overwrite=args.force, allow_other_model=args.allow_other_model,
+                verbose=verbose)
+    except (ResumeMismatchError, OutputExistsError) as err:
+        raise _in_flags(err) from None
+    except ValueError as err:
+        if "allow_other_model=True" in str(err):
+            raise ValueError(str(err).replace("(allow_other_model=True, --allow-other-model)",
+                                              "with --allow-other-model")) from None
+        raise
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(rows.drop(columns=["control_ci_low", "control_ci_high"]).to_string(
             index=False, float_format=lambda x: f"{x:.4g}"))

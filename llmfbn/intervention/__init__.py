@@ -12,11 +12,18 @@ from llmfbn.intervention._experiments import (
     COLUMNS,
     Evaluation,
     baseline_rows,
+    check_network_ids,
+    check_out_csv,
     intervention_sweep,
     make_evaluation,
 )
 from llmfbn.intervention._fold import fold_edit
-from llmfbn.intervention._targets import resolve_targets, targets_to_mask
+from llmfbn.intervention._targets import (
+    check_networks_fit,
+    model_grid,
+    resolve_targets,
+    targets_to_mask,
+)
 
 __all__ = [
     "COLUMNS",
@@ -24,6 +31,9 @@ __all__ = [
     "NonFiniteActivationError",
     "amplify",
     "baseline_rows",
+    "check_network_ids",
+    "check_networks_fit",
+    "check_out_csv",
     "confidence_interval",
     "edit_neurons",
     "fold_edit",
@@ -31,6 +41,7 @@ __all__ = [
     "intervention_sweep",
     "make_evaluation",
     "matched_controls",
+    "model_grid",
     "resolve_targets",
     "scale",
     "targets_to_mask",

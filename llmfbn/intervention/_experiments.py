@@ -4,41 +4,63 @@ One row per (network, task, metric, mode, value): the metric with the network
 edited, the mean and 95 % confidence interval over ``n_controls`` matched
 random neuron sets, and ``ratio = value / control_mean``; plus one
 ``network = none`` row per (task, metric) for the unmodified model. Rows are
-written as each network finishes (atomic rewrite), and a rerun with the same
-CSV skips what is already there.
+written as each network finishes (atomic rewrite, the CSV locked), and a
+rerun with the same CSV skips what is already there, after checking that
+the CSV's settings file (:mod:`llmfbn.io._results`) agrees with this run.
 """
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
-from llmfbn._utils import check_choice, log
-from llmfbn.io import atomic_path
+from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.intervention._controls import confidence_interval, matched_controls
 from llmfbn.intervention._edit import amplify, inhibit, scale
-from llmfbn.intervention._targets import resolve_targets
+from llmfbn.intervention._targets import check_networks_fit
+from llmfbn.io import (
+    RESULT_COLUMNS,
+    OutputLock,
+    check_results_output,
+    file_sha256,
+    folder_sha256,
+    jsonable,
+    open_results,
+)
 
-__all__ = ["COLUMNS", "Evaluation", "baseline_rows", "intervention_sweep", "make_evaluation"]
+__all__ = ["COLUMNS", "Evaluation", "baseline_rows", "check_network_ids", "check_out_csv",
+           "intervention_sweep", "make_evaluation"]
 
-#: ``value`` is the metric with the edit applied; ``edit_value`` the edit's
-#: parameter (added value for amplify, factor for scale, empty for inhibit).
-COLUMNS = ["network", "n_neurons", "task", "metric", "mode", "edit_value", "value",
-           "control_mean", "control_ci_low", "control_ci_high", "ratio", "n_controls",
-           "baseline"]
+#: The results CSV's columns (owned by :mod:`llmfbn.io`: :data:`llmfbn.io.RESULT_COLUMNS`).
+COLUMNS = RESULT_COLUMNS
 MODES = ("inhibit", "amplify", "scale")
 PERPLEXITY_TASKS = ("wikitext2", "text")
 
 
 @dataclass
 class Evaluation:
-    """A named measurement of a model: ``run(model, tokenizer) -> {metric: value}``."""
+    """A named measurement of a model: ``run(model, tokenizer) -> {metric: value}``.
+
+    Attributes
+    ----------
+    task : str
+        The task name: rows of the results CSV are keyed by it.
+    run : callable
+    settings : dict
+        What makes its numbers (task kind, evaluation file and its hash,
+        ``limit``, ``max_tokens``, ...), saved in the results' settings file
+        so that a resume can verify it. :func:`make_evaluation` fills it; an
+        Evaluation built by hand is verified by its task name only unless
+        given settings (JSON values).
+    """
 
     task: str
     run: object
+    settings: dict = field(default_factory=dict)
 
 
 def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
@@ -68,14 +90,25 @@ def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
                                 max_tokens=max_tokens)
             return {"perplexity": result.perplexity}
 
-        return Evaluation(task, run)
+        settings = {"kind": task, "file": _file_settings(path), "max_tokens": max_tokens,
+                    "max_length": max_length, "stride": stride}
+        return Evaluation(task, run, settings)
     items = load_task(task, path, limit=limit)
 
     def run(model, tokenizer):
         result = evaluate_task(model, tokenizer, items, batch_size=batch_size)
         return {"accuracy": result.accuracy, "accuracy_norm": result.accuracy_norm}
 
-    return Evaluation(task, run)
+    source = Path(path) if path is not None else Path(items.path)
+    return Evaluation(task, run, {"kind": task, "file": _file_settings(source),
+                                  "limit": limit})
+
+
+def _file_settings(path):
+    """``{"path", "sha256"}`` of an evaluation file or dataset folder."""
+    path = Path(path).resolve()
+    digest = folder_sha256(path) if path.is_dir() else file_sha256(path)
+    return {"path": str(path), "sha256": digest}
 
 
 def _edit_context(mode, value):
@@ -90,40 +123,109 @@ def _control_seed(random_state, network):
     return int(np.random.SeedSequence([random_state, network]).generate_state(1)[0])
 
 
-def _load_rows(csv_path):
-    if csv_path is None or not Path(csv_path).exists():
-        return pd.DataFrame(columns=COLUMNS)
-    rows = pd.read_csv(csv_path, dtype={"network": str})
-    missing = [c for c in COLUMNS if c not in rows.columns]
-    if missing:
-        raise ValueError(f"{csv_path} is not an llmfbn results CSV: columns {missing} are missing.")
-    return rows
-
-
-_NUMERIC = ["n_neurons", "value", "control_mean", "control_ci_low", "control_ci_high",
-            "ratio", "n_controls", "baseline"]
-
-
-def _append(rows, new):
-    new = pd.DataFrame(new, columns=COLUMNS)
-    rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
-    for column in _NUMERIC:
-        rows[column] = pd.to_numeric(rows[column])
-    return rows
-
-
-def _write_rows(rows, csv_path):
-    if csv_path is None:
-        return
-    with atomic_path(csv_path) as tmp:
-        rows.to_csv(tmp, index=False)
-
-
 def _value_key(value):
     return "" if value is None else f"{float(value):g}"
 
 
-def _baselines(loaded, evaluations, rows, out_csv, verbose):
+def _where(evaluation):
+    source = (evaluation.settings or {}).get("file")
+    return source["path"] if isinstance(source, dict) else "an Evaluation without a file"
+
+
+def _check_unique_tasks(evaluations):
+    """Rows are keyed by task name: two evaluations of one name would mix."""
+    first = {}
+    for evaluation in evaluations:
+        if evaluation.task in first:
+            raise ValueError(
+                f"Two evaluations are named {evaluation.task!r} ({_where(first[evaluation.task])}"
+                f" and {_where(evaluation)}): their rows could not be told apart. Evaluate "
+                f"one of them per results CSV, or give them different task names.")
+        first[evaluation.task] = evaluation
+
+
+def check_network_ids(networks, network_ids=None):
+    """Valid, non-empty network indices without repeats (``[0, 0]`` -> ``[0]``).
+
+    Parameters
+    ----------
+    networks : FunctionalNetworks
+    network_ids : sequence of int, optional
+        Default: every network.
+
+    Returns
+    -------
+    list of int
+    """
+    ids = list(range(len(networks))) if network_ids is None else list(network_ids)
+    for k in ids:
+        if (isinstance(k, bool) or not isinstance(k, (int, np.integer))
+                or not 0 <= k < len(networks)):
+            raise ValueError(f"Network index {k!r} is out of range: the folder holds "
+                             f"{len(networks)} networks (0 to {len(networks) - 1}).")
+        if networks.sizes[k] == 0:
+            raise ValueError(f"Network {k} is empty (its threshold selected no neuron); "
+                             f"choose other networks or a lower threshold.")
+    return list(dict.fromkeys(int(k) for k in ids))
+
+
+def _model_settings(loaded):
+    return {"name": str(loaded.name), "weights_hash": loaded.weights_hash}
+
+
+def _networks_settings(networks):
+    """The networks' identity: a hash of the grid's layout and of every mask."""
+    grid, masks = networks.grid, np.ascontiguousarray(networks.masks, dtype=bool)
+    digest = hashlib.sha256(json.dumps({"layers": grid.layers, "width": grid.width,
+                                        "shape": list(masks.shape)}).encode())
+    digest.update(np.packbits(masks).tobytes())
+    return {"sha256": "sha256:" + digest.hexdigest(), "n_networks": len(networks),
+            "model": grid.model}
+
+
+def _settings(command, loaded, evaluations, networks=None, n_controls=None,
+              random_state=None):
+    """What produces the rows, as the results' settings file holds it."""
+    return jsonable({
+        "command": command,
+        "model": None if loaded is None else _model_settings(loaded),
+        "networks": None if networks is None else _networks_settings(networks),
+        "n_controls": n_controls,
+        "random_state": None if random_state is None else int(random_state),
+        "tasks": {e.task: dict(e.settings or {}) for e in evaluations}})
+
+
+def check_out_csv(out_csv, evaluations, networks=None, n_controls=None, random_state=None,
+                  loaded=None, overwrite=False):
+    """Check, before any work, that ``out_csv`` can take these results.
+
+    Everything but the model can be checked before it is loaded
+    (``loaded=None``); :func:`intervention_sweep` and :func:`baseline_rows`
+    check again, model included, before evaluating anything. ``networks``
+    None means ``llmfbn evaluate`` (baseline rows only).
+
+    Raises
+    ------
+    ValueError
+        Two evaluations of one task name.
+    OutputLockedError
+        Another process is writing ``out_csv``.
+    FolderKindError, OutputExistsError, ResumeMismatchError
+        See :func:`llmfbn.io.check_results_output`.
+    """
+    _check_unique_tasks(evaluations)
+    if out_csv is None:
+        return
+    if Path(out_csv).parent.is_dir():  # another writer at work: fail now, not after the work
+        with OutputLock(out_csv):
+            pass
+    command = "evaluate" if networks is None else "intervene"
+    check_results_output(out_csv, _settings(command, loaded, evaluations, networks, n_controls,
+                                            random_state), overwrite)
+
+
+def _baselines(loaded, evaluations, table, verbose):
+    rows = table.rows
     baselines = {}
     for evaluation in evaluations:
         existing = rows[(rows.network == "none") & (rows.task == evaluation.task)]
@@ -133,35 +235,63 @@ def _baselines(loaded, evaluations, rows, out_csv, verbose):
         log(f"Baseline {evaluation.task}", verbose)
         scores = evaluation.run(loaded.model, loaded.tokenizer)
         baselines[evaluation.task] = scores
-        new = [dict(network="none", n_neurons=0, task=evaluation.task, metric=metric,
-                    mode="none", edit_value="", value=score, control_mean=math.nan,
-                    control_ci_low=math.nan, control_ci_high=math.nan, ratio=math.nan,
-                    n_controls=0, baseline=score)
-               for metric, score in scores.items()]
-        rows = _append(rows, new)
-        _write_rows(rows, out_csv)
-    return rows, baselines
+        table.append(dict(network="none", n_neurons=0, task=evaluation.task, metric=metric,
+                          mode="none", edit_value="", value=score, control_mean=math.nan,
+                          control_ci_low=math.nan, control_ci_high=math.nan, ratio=math.nan,
+                          n_controls=0, baseline=score)
+                     for metric, score in scores.items())
+    return baselines
 
 
-def baseline_rows(loaded, evaluations, out_csv=None, verbose=1):
-    """The ``network = none`` rows: every evaluation on the unmodified model."""
-    rows, _ = _baselines(loaded, evaluations, _load_rows(out_csv), out_csv, verbose)
-    return rows
+def baseline_rows(loaded, evaluations, out_csv=None, overwrite=False, verbose=1):
+    """The ``network = none`` rows: every evaluation on the unmodified model.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    evaluations : list of Evaluation
+        Task names must be unique.
+    out_csv : str or Path, optional
+        Results CSV. Existing rows are reused when its settings file agrees
+        (same model; same file and settings for every task it already holds).
+    overwrite : bool, default False
+        Start afresh, replacing the CSV and its settings file.
+    verbose : int, default 1
+
+    Returns
+    -------
+    pandas.DataFrame with :data:`COLUMNS`
+        Every row of the CSV.
+
+    Raises
+    ------
+    ResumeMismatchError
+        ``out_csv`` holds rows made with other settings.
+    OutputExistsError
+        ``out_csv`` has no settings file and ``overwrite`` is False.
+    """
+    check_out_csv(out_csv, evaluations, overwrite=overwrite)
+    settings = _settings("evaluate", loaded, evaluations)
+    with open_results(out_csv, settings, overwrite=overwrite) as table:
+        _baselines(loaded, evaluations, table, verbose)
+    return table.rows
 
 
 def intervention_sweep(loaded, networks, evaluations, network_ids=None, mode="inhibit",
                        values=(None,), n_controls=5, random_state=0, out_csv=None,
-                       verbose=1):
+                       overwrite=False, allow_other_model=False, verbose=1):
     """Edit each network and ``n_controls`` matched random sets; measure every evaluation.
 
     Parameters
     ----------
     loaded : LoadedModel
     networks : FunctionalNetworks
-        Networks of this model (``mlp`` signal).
+        Networks of this model (``mlp`` signal; see
+        :func:`~llmfbn.intervention.check_networks_fit`).
     evaluations : list of Evaluation
+        Task names must be unique.
     network_ids : list of int, optional
-        Default: every network.
+        Default: every network. Repeats are dropped.
     mode : {"inhibit", "amplify", "scale"}, default "inhibit"
     values : sequence of float
         The added value (amplify) or factor (scale); several values make a
@@ -171,65 +301,80 @@ def intervention_sweep(loaded, networks, evaluations, network_ids=None, mode="in
         outside the network, seeded by ``(random_state, network)``.
     random_state : int, default 0
     out_csv : str or Path, optional
-        Results CSV, rewritten after each network; existing rows are reused.
+        Results CSV, rewritten after each network. Existing rows are reused
+        when its settings file agrees with this run (model, networks,
+        ``n_controls``, ``random_state``, and each task's file and
+        settings); new tasks, networks, modes and values are added.
+    overwrite : bool, default False
+        Start afresh, replacing the CSV and its settings file.
+    allow_other_model : bool, default False
+        Accept networks found on another model with the same grid (e.g. the
+        base model of a fine-tuned one).
+    verbose : int, default 1
 
     Returns
     -------
     pandas.DataFrame with :data:`COLUMNS`
+
+    Raises
+    ------
+    ValueError
+        Bad parameters; networks that do not fit the model.
+    ResumeMismatchError
+        ``out_csv`` holds rows made with other settings.
+    OutputExistsError
+        ``out_csv`` has no settings file and ``overwrite`` is False.
     """
     check_choice(mode, MODES, "mode")
     if mode == "inhibit":
         values = (None,)
     elif any(v is None for v in values):
-        raise ValueError(f"'values' must be numbers for mode={mode!r}. {list(values)} was provided.")
-    ids = list(range(len(networks))) if network_ids is None else list(network_ids)
-    for k in ids:
-        if not isinstance(k, (int, np.integer)) or not 0 <= k < len(networks):
-            raise ValueError(f"Network index {k!r} is out of range: the folder holds "
-                             f"{len(networks)} networks (0 to {len(networks) - 1}).")
-        if networks.sizes[k] == 0:
-            raise ValueError(f"Network {k} is empty (its threshold selected no neuron); "
-                             f"choose other networks or a lower threshold.")
+        raise ValueError(f"'values' must be numbers for mode={mode!r}. {list(values)} was "
+                         f"provided.")
+    values = list({_value_key(v): v for v in values}.values())
+    check_positive_int(n_controls, "n_controls")
+    ids = check_network_ids(networks, network_ids)
+    check_out_csv(out_csv, evaluations, networks, n_controls, random_state,
+                  overwrite=overwrite)
+    check_networks_fit(loaded, networks, allow_other_model=allow_other_model)
+    settings = _settings("intervene", loaded, evaluations, networks, n_controls, random_state)
+    with open_results(out_csv, settings, overwrite=overwrite) as table:
+        done = {(r.network, r.task, r.mode, r.edit_value) for r in table.rows.itertuples()}
+        baselines = _baselines(loaded, evaluations, table, verbose)
+        todo = [(k, v, e) for k in ids for v in values for e in evaluations
+                if (str(k), e.task, mode, _value_key(v)) not in done]
+        progress = tqdm(total=len(todo) * (1 + n_controls), desc=f"{mode} sweep", unit="eval",
+                        disable=verbose < 1)
+        with progress:
+            for k, value, evaluation in todo:
+                table.append(_edited_rows(loaded, networks, k, mode, value, evaluation,
+                                          n_controls, random_state, baselines, progress))
+    return table.rows
+
+
+def _edited_rows(loaded, networks, k, mode, value, evaluation, n_controls, random_state,
+                 baselines, progress):
+    """Rows of network ``k`` edited and its matched controls, one per metric."""
     model, tokenizer = loaded.model, loaded.tokenizer
-    if ids:
-        resolve_targets(model, networks, networks=ids)  # same model, grid and signal?
-    rows = _load_rows(out_csv)
-    done = {(str(r.network), r.task, str(r.mode),
-             "" if pd.isna(r.edit_value) else _value_key(r.edit_value))
-            for r in rows.itertuples()}
-
-    rows, baselines = _baselines(loaded, evaluations, rows, out_csv, verbose)
-
-    todo = [(k, v, e) for k in ids for v in values for e in evaluations
-            if (str(k), e.task, mode, _value_key(v)) not in done]
-    progress = tqdm(total=len(todo) * (1 + n_controls), desc=f"{mode} sweep", unit="eval",
-                    disable=verbose < 1)
-    with progress:
-        for k, value, evaluation in todo:
-            mask = networks.masks[k]
-            controls = matched_controls(mask, n_controls, random_state=_control_seed(random_state, k))
-            target = {layer: mask[slot] for slot, layer in enumerate(networks.grid.layers)}
-            context = _edit_context(mode, value)
-            with context(model, target):
-                edited = evaluation.run(model, tokenizer)
-            progress.update()
-            control_scores = []
-            for control in controls:
-                control_target = {layer: control[slot]
-                                  for slot, layer in enumerate(networks.grid.layers)}
-                with context(model, control_target):
-                    control_scores.append(evaluation.run(model, tokenizer))
-                progress.update()
-            new = []
-            for metric, score in edited.items():
-                mean, low, high = confidence_interval([c[metric] for c in control_scores])
-                new.append(dict(network=str(k), n_neurons=int(networks.sizes[k]),
-                                task=evaluation.task, metric=metric, mode=mode,
-                                edit_value=_value_key(value), value=score, control_mean=mean,
-                                control_ci_low=low, control_ci_high=high,
-                                ratio=score / mean if mean else math.nan,
-                                n_controls=n_controls,
-                                baseline=baselines[evaluation.task][metric]))
-            rows = _append(rows, new)
-            _write_rows(rows, out_csv)
+    mask = networks.masks[k]
+    controls = matched_controls(mask, n_controls, random_state=_control_seed(random_state, k))
+    context = _edit_context(mode, value)
+    with context(model, {layer: mask[slot] for slot, layer in enumerate(networks.grid.layers)}):
+        edited = evaluation.run(model, tokenizer)
+    progress.update()
+    control_scores = []
+    for control in controls:
+        with context(model, {layer: control[slot]
+                             for slot, layer in enumerate(networks.grid.layers)}):
+            control_scores.append(evaluation.run(model, tokenizer))
+        progress.update()
+    rows = []
+    for metric, score in edited.items():
+        mean, low, high = confidence_interval([c[metric] for c in control_scores])
+        rows.append(dict(network=str(k), n_neurons=int(networks.sizes[k]),
+                         task=evaluation.task, metric=metric, mode=mode,
+                         edit_value=_value_key(value), value=score, control_mean=mean,
+                         control_ci_low=low, control_ci_high=high,
+                         ratio=score / mean if mean else math.nan, n_controls=n_controls,
+                         baseline=baselines[evaluation.task][metric]))
     return rows

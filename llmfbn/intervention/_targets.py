@@ -3,17 +3,66 @@
 import numpy as np
 import torch
 
-from llmfbn.models import locate_neurons
+from llmfbn.grid import NeuronGrid
+from llmfbn.models import LoadedModel, locate_neurons
 
-__all__ = ["resolve_targets", "targets_to_mask"]
+__all__ = ["check_networks_fit", "model_grid", "resolve_targets", "targets_to_mask"]
 
 
-def resolve_targets(model, targets, networks=None):
+def _torch_model(model):
+    return model.model if isinstance(model, LoadedModel) else model
+
+
+def model_grid(model):
+    """The grid of a whole model's MLP neurons (every layer, signal ``"mlp"``).
+
+    Parameters
+    ----------
+    model : LoadedModel or transformers.PreTrainedModel
+        A LoadedModel gives the grid its model name and weights hash; a bare
+        model leaves them None.
+
+    Returns
+    -------
+    NeuronGrid of shape (nx, ny, n_layers)
+    """
+    location = locate_neurons(_torch_model(model))
+    known = isinstance(model, LoadedModel)
+    return NeuronGrid(location.n_layers, location.n_units, model=model.name if known else None,
+                      signal="mlp", weights_hash=model.weights_hash if known else None,
+                      model_layers=location.n_layers)
+
+
+def check_networks_fit(model, networks, allow_other_model=False):
+    """Raise ValueError unless ``networks`` mean the same neurons in ``model``.
+
+    Same signal (``mlp``), units per layer and number of model layers, and
+    layers the model has; and the same model (weights hash, else name)
+    unless ``allow_other_model``. A bare transformers model carries no
+    name or weights hash: only its grid is checked.
+
+    Parameters
+    ----------
+    model : LoadedModel or transformers.PreTrainedModel
+    networks : FunctionalNetworks
+    allow_other_model : bool, default False
+        Accept networks of another model with the same grid (e.g. the base
+        model of a fine-tuned one).
+    """
+    target = model_grid(model)
+    networks.grid.check_compatible(
+        target, allow_other_model=allow_other_model or not isinstance(model, LoadedModel),
+        subset=True, names=("the networks", "the model"))
+
+
+def resolve_targets(model, targets, networks=None, allow_other_model=False):
     """Normalise a neuron selection to ``{model layer: LongTensor of unit indices}``.
 
     Parameters
     ----------
-    model : transformers.PreTrainedModel
+    model : LoadedModel or transformers.PreTrainedModel
+        A LoadedModel lets networks be checked against the model's identity
+        too (see :func:`check_networks_fit`).
     targets : FunctionalNetworks, dict, array or list of pairs
         - :class:`~llmfbn.networks.FunctionalNetworks` (with ``networks``
           choosing a subset; default all, as their union);
@@ -23,6 +72,8 @@ def resolve_targets(model, targets, networks=None):
         - a list of ``(layer, unit)`` pairs.
     networks : sequence of int, optional
         Network indices when ``targets`` is a FunctionalNetworks.
+    allow_other_model : bool, default False
+        Accept FunctionalNetworks of another model with the same grid.
 
     Returns
     -------
@@ -32,18 +83,14 @@ def resolve_targets(model, targets, networks=None):
     Raises
     ------
     ValueError
-        On layers or units out of range for this model, or an empty selection.
+        On layers or units out of range for this model, networks that do not
+        fit it, or an empty selection.
     """
-    location = locate_neurons(model)
+    location = locate_neurons(_torch_model(model))
     n_layers, n_units = location.n_layers, location.n_units
     if hasattr(targets, "masks") and hasattr(targets, "grid"):  # FunctionalNetworks
+        check_networks_fit(model, targets, allow_other_model=allow_other_model)
         grid = targets.grid
-        if grid.signal not in (None, "mlp"):
-            raise ValueError(f"Networks were found on the {grid.signal!r} signal; interventions "
-                             f"act on MLP neurons, so they need networks of the 'mlp' signal.")
-        if grid.width != n_units:
-            raise ValueError(f"Networks have {grid.width} units per layer but this model's MLP "
-                             f"has {n_units}: they come from another model.")
         union = targets.union_mask(networks)
         pairs = {layer: np.flatnonzero(union[slot]) for slot, layer in enumerate(grid.layers)}
     elif isinstance(targets, dict):

@@ -11,6 +11,7 @@ objects to these functions and never parses a file name or a file itself.
 - :mod:`~llmfbn.io._hashing`: content hashes of files and folders.
 - :mod:`~llmfbn.io._networks`, :mod:`~llmfbn.io._glm`: networks and GLM folders.
 - :mod:`~llmfbn.io._consistency`: the consistency document.
+- :mod:`~llmfbn.io._results`: the results CSV and its settings manifest.
 """
 
 from llmfbn.io._atomic import (
@@ -51,6 +52,17 @@ from llmfbn.io._hashing import file_sha256, folder_sha256
 from llmfbn.io._json import check_format_version, jsonable, read_json
 from llmfbn.io._lock import OutputLock
 from llmfbn.io._networks import NetworksFolder, read_networks_folder, write_networks_folder
+from llmfbn.io._results import (
+    RESULT_COLUMNS,
+    ResultsTable,
+    check_results_output,
+    describe_differences,
+    open_results,
+    read_results,
+    read_settings,
+    settings_differences,
+    settings_path,
+)
 
 __all__ = [
     "FOLDER_FILE",
@@ -64,29 +76,38 @@ __all__ = [
     "OutputExistsError",
     "OutputLock",
     "OutputLockedError",
+    "RESULT_COLUMNS",
     "ResumeMismatchError",
+    "ResultsTable",
     "atomic_path",
     "check_consistency_output",
     "check_folder",
     "check_format_version",
     "check_output_file",
     "check_output_folder",
+    "check_results_output",
     "contrast_file_names",
+    "describe_differences",
     "file_sha256",
     "folder_kind",
     "folder_sha256",
     "is_consistency_file",
     "jsonable",
     "open_folder",
+    "open_results",
     "read_consistency",
     "read_glm_folder",
     "read_grid",
     "read_json",
     "read_networks_folder",
+    "read_results",
+    "read_settings",
     "recover_interrupted",
     "remove_stale_temporaries",
     "replace_file",
     "replace_folder",
+    "settings_differences",
+    "settings_path",
     "write_atomic",
     "write_consistency",
     "write_glm_folder",

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from llmfbn._utils import check_choice
-from llmfbn.io import read_consistency
+from llmfbn.io import read_consistency, read_results
 from llmfbn.plotting._base import check_number, finish, single_axes
 
 __all__ = ["plot_consistency", "plot_dose_response", "plot_intervention", "read_results"]
@@ -17,41 +17,6 @@ _CONTROL_COLOR = "0.45"
 # ---------------------------------------------------------------------------
 # Intervention CSV
 # ---------------------------------------------------------------------------
-
-
-def read_results(results):
-    """The intervention results as a DataFrame (``network`` as str, ``edit_value`` as float).
-
-    Parameters
-    ----------
-    results : str, Path or pandas.DataFrame
-        The tidy CSV written by ``llmfbn intervene`` / ``llmfbn evaluate``
-        (:data:`llmfbn.intervention.COLUMNS`), or the DataFrame itself.
-    """
-    import pandas as pd
-
-    from llmfbn.intervention._experiments import COLUMNS
-
-    if isinstance(results, (str, Path)):
-        if not Path(results).exists():
-            raise FileNotFoundError(f"'results': {results} does not exist.")
-        frame = pd.read_csv(results, dtype={"network": str})
-    elif isinstance(results, pd.DataFrame):
-        frame = results.copy()
-    else:
-        raise TypeError(f"'results' must be a CSV path or a pandas DataFrame. "
-                        f"{type(results).__name__} was provided.")
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"'results' is not an llmfbn results table: columns {missing} are "
-                         f"missing.")
-    frame["network"] = frame["network"].astype(str)
-    frame["mode"] = frame["mode"].astype(str)
-    frame["edit_value"] = pd.to_numeric(frame["edit_value"], errors="coerce")
-    for column in ("value", "control_mean", "control_ci_low", "control_ci_high", "baseline",
-                   "n_neurons"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame
 
 
 def _unique(values):

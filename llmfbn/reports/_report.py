@@ -246,15 +246,12 @@ def _glm_section(item, n):
 
 
 def _intervention_section(item, n):
-    import pandas as pd
-
+    from llmfbn.io import RESULT_COLUMNS, read_results
     from llmfbn.plotting import plot_dose_response, plot_intervention
 
-    frame = pd.read_csv(item.path)
+    frame = read_results(item.path)
     section = Section(f"Interventions: {item.path.name}", f"intervention-{n}")
-    columns = [c for c in ("network", "n_neurons", "task", "metric", "mode", "edit_value",
-                           "value", "control_mean", "control_ci_low", "control_ci_high",
-                           "ratio", "n_controls", "baseline") if c in frame.columns]
+    columns = list(RESULT_COLUMNS)
     rows = frame[columns].to_dict("records")
     section.add(table_html([{k: _plain(v) for k, v in r.items()} for r in rows], columns))
     edited = frame[frame["network"].astype(str) != "none"]
