@@ -13,7 +13,6 @@ import transformers as tf  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
 
 from llmfbn.models import LoadedModel  # noqa: E402
-from llmfbn.io import write_grid
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOCAB_SIZE = 64
@@ -134,23 +133,30 @@ def shared_data(relative):
     return path
 
 
-def write_synthetic_recording(folder, grid, runs):
-    """Write ``runs`` (list of (n_tokens, n_layers, width) arrays) as a recording folder."""
-    import json
+def write_synthetic_recording(folder, grid, runs, events=None):
+    """Write ``runs`` (list of (n_tokens, n_layers, width) arrays) as a recording folder.
 
-    import nibabel as nib
+    Written through :mod:`llmfbn.io` as ``llmfbn record`` writes it (``llmfbn.json``,
+    grid, mask, description, one sidecar with ``NumberOfTokens`` per run), subject and
+    task ``syn``. ``events``: None (no events files) or, per run, a list of row dicts
+    (``onset``, ``duration``, ``trial_type``, ``token``, ...). Returns the image paths.
+    """
+    from llmfbn.io import RecordingLayout, open_folder
 
-    func = Path(folder) / "sub-syn" / "func"
-    func.mkdir(parents=True, exist_ok=True)
-    write_grid(Path(folder) / "grid.json", grid)
-    nib.save(grid.mask_img(), Path(folder) / "mask.nii.gz")
-    paths = []
-    for n, data in enumerate(runs, start=1):
-        stem = func / f"sub-syn_task-syn_run-{n:05d}_bold"
-        nib.save(grid.to_img(data), f"{stem}.nii")
-        Path(f"{stem}.json").write_text(json.dumps({"NumberOfTokens": len(data)}))
-        paths.append(Path(f"{stem}.nii"))
-    return paths
+    layout = RecordingLayout(folder, "syn", "syn")
+    identity = {"model": grid.model, "weights_hash": grid.weights_hash, "signal": grid.signal}
+    with open_folder(folder, "recording"):
+        layout.prepare(grid, identity)
+        for n, data in enumerate(runs, start=1):
+            layout.write_run(n, grid.to_img(data), None if events is None else events[n - 1],
+                             {"NumberOfTokens": len(data)})
+    return [layout.bold_path(n) for n in range(1, len(runs) + 1)]
+
+
+def token_events(n_tokens, label="token"):
+    """Events rows of one run, one per token ``w<t>``, as ``llmfbn record`` writes them."""
+    return [{"onset": t, "duration": 1, "trial_type": label, "token": f"w{t}"}
+            for t in range(n_tokens)]
 
 
 def planted_networks(n_layers=4, width=64, n_networks=5, size=10, n_runs=8, n_tokens=100,

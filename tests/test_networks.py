@@ -181,8 +181,12 @@ def test_unknown_method_names_choices(planted):
 
 
 def test_not_a_recording_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a recording folder"):
+    from llmfbn.io import FolderKindError
+
+    with pytest.raises(FolderKindError, match="is empty, not a recording folder"):
         NetworkDecomposition().fit(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist.*`llmfbn record`"):
+        NetworkDecomposition().fit(tmp_path / "missing")
 
 
 def test_networks_need_no_torch():

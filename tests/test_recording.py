@@ -7,16 +7,13 @@ import torch
 from nilearn.maskers import MultiNiftiMasker, NiftiMasker
 
 from conftest import TINY_CONFIGS, make_loaded
-from llmfbn.grid import NeuronGrid
+from llmfbn.io import _recording as io_recording
+from llmfbn.io import read_events, read_grid
 from llmfbn.recording import ActivationRecorder, read_texts, record, record_activations
-from llmfbn.recording import _layout
-from llmfbn.io import read_grid
 
 
-def _read_events(path):
-    lines = path.read_text().splitlines()
-    header = lines[0].split("\t")
-    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+def _read_events(bold):
+    return read_events(bold).to_dict("records")
 
 
 # -- capture -----------------------------------------------------------------
@@ -123,9 +120,12 @@ def test_record_writes_bids_folder(tmp_path, tiny_llama, texts):
     labels = ["pos", "neg", "pos", "neg", "pos", "neg"]
     rec = record(tiny_llama, texts, tmp_path / "out", task="demo", verbose=0)
     root = tmp_path / "out"
-    assert json.loads((root / "dataset_description.json").read_text())["DatasetType"] == "derivative"
+    description = json.loads((root / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert json.loads((root / "llmfbn.json").read_text())["kind"] == "recording"
     grid = read_grid(root)
     assert grid.shape == (6, 4, 3) and grid.model == "tiny-llama" and grid.signal == "mlp"
+    assert grid.weights_hash == "seed:0" and grid.model_layers == 3
     assert nib.load(root / "mask.nii.gz").shape == grid.shape
     assert len(rec.bold_files) == len(texts)
     reference = record_activations(tiny_llama, texts)
@@ -140,11 +140,10 @@ def test_record_writes_bids_folder(tmp_path, tiny_llama, texts):
         assert sidecar["RepetitionTime"] == 1.0
         assert sidecar["Signal"] == "mlp" and sidecar["WeightsHash"] == "seed:0"
         assert sidecar["NumberOfTokens"] == expected.shape[0]
-        events = _read_events(bold.with_name(bold.name.replace("_bold.nii", "_events.tsv")))
+        events = _read_events(bold)
         assert [int(e["onset"]) for e in events] == list(range(expected.shape[0]))
         assert {e["trial_type"] for e in events} == {"token"}
-    first = _read_events(rec.bold_files[0].with_name(
-        rec.bold_files[0].name.replace("_bold.nii", "_events.tsv")))
+    first = _read_events(rec.bold_files[0])
     assert [e["token"] for e in first] == texts[0].split()
     del labels
 
@@ -154,8 +153,7 @@ def test_labels_become_trial_types(tmp_path, tiny_llama):
     path.write_text("text\tlabel\nthe film was good\t1\nthe film was bad\t0\n")
     rec = record(tiny_llama, path, tmp_path / "out", label_column="label", verbose=0)
     assert rec.summary["task"] == "sst"
-    events = _read_events(rec.bold_files[1].with_name(
-        rec.bold_files[1].name.replace("_bold.nii", "_events.tsv")))
+    events = _read_events(rec.bold_files[1])
     assert {e["trial_type"] for e in events} == {"0"}
 
 
@@ -179,8 +177,7 @@ def test_texts_per_run_concatenates_in_time(tmp_path, tiny_llama, texts):
     assert len(rec.bold_files) == 2
     np.testing.assert_allclose(rec.grid.from_img(rec.bold_files[0]),
                                np.concatenate(reference[:4]), atol=1e-7)
-    events = _read_events(rec.bold_files[1].with_name(
-        rec.bold_files[1].name.replace("_bold.nii", "_events.tsv")))
+    events = _read_events(rec.bold_files[1])
     assert sorted({int(e["text_index"]) for e in events}) == [4, 5]
 
 
@@ -250,7 +247,7 @@ def test_folder_of_another_model_is_refused(tmp_path, texts):
     record(make_loaded("llama"), texts, tmp_path / "out", verbose=0)
     with pytest.raises(ValueError, match="never mixed"):
         record(make_loaded("gpt2"), texts, tmp_path / "out", verbose=0)
-    with pytest.raises(ValueError, match="weights_hash"):
+    with pytest.raises(ValueError, match="other weights.*never mixed"):
         record(make_loaded("llama", seed=1), texts, tmp_path / "out", verbose=0)
     with pytest.raises(ValueError, match="never mixed"):
         record(make_loaded("llama"), texts, tmp_path / "out", signal="residual", verbose=0)
@@ -263,7 +260,7 @@ def test_changed_input_for_same_task_is_refused(tmp_path, tiny_llama, texts):
 
 
 def test_crash_mid_recording_leaves_no_partial_image(tmp_path, tiny_llama, texts, monkeypatch):
-    original_save = _layout.nib.save
+    original_save = io_recording.nib.save
     calls = {"n": 0}
 
     def failing_save(img, path):
@@ -274,13 +271,13 @@ def test_crash_mid_recording_leaves_no_partial_image(tmp_path, tiny_llama, texts
             raise OSError("disk full")
         return original_save(img, path)
 
-    monkeypatch.setattr(_layout.nib, "save", failing_save)
+    monkeypatch.setattr(io_recording.nib, "save", failing_save)
     with pytest.raises(OSError, match="disk full"):
         record(tiny_llama, texts, tmp_path / "out", verbose=0)
     func = tmp_path / "out" / "sub-tinyllama" / "func"
     assert len(list(func.glob("*_bold.nii"))) == 2
     assert not list((tmp_path / "out").rglob(".llmfbn-tmp-*"))
-    monkeypatch.setattr(_layout.nib, "save", original_save)
+    monkeypatch.setattr(io_recording.nib, "save", original_save)
     resumed = record(tiny_llama, texts, tmp_path / "out", verbose=0)
     assert (resumed.n_runs_skipped, resumed.n_runs_written) == (2, 4)
     for bold, expected in zip(resumed.bold_files, record_activations(tiny_llama, texts)):

@@ -60,9 +60,13 @@ def _parse_layers(text):
 
 def _cmd_record(args):
     from llmfbn.models import load_model
-    from llmfbn.recording import record
+    from llmfbn.recording import check_record_params, record
 
     verbose = 0 if args.quiet else 1
+    check_record_params(args.input, args.out, task=args.task, subject=args.subject,
+                        signal=args.signal, max_tokens=args.max_tokens,
+                        batch_size=args.batch_size, texts_per_run=args.texts_per_run,
+                        long_texts=args.long_texts, limit=args.limit, dtype=args.dtype)
     model = load_model(args.model, trust_remote_code=args.trust_remote_code, verbose=verbose)
     recording = record(
         model, args.input, args.out, task=args.task, subject=args.subject,

@@ -3,7 +3,6 @@
 Needs numpy, pandas and nilearn (for drift regressors); no torch.
 """
 
-import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from llmfbn import io
 from llmfbn._utils import check_choice
-from llmfbn.io._recording import run_sibling
 
 __all__ = [
     "ContrastPlan",
@@ -39,29 +38,16 @@ _NO_LABELS_HINT = (
 
 
 def read_events(path):
-    """Read one run's ``_events.tsv`` as a DataFrame.
+    """Read one run's ``_events.tsv`` as a DataFrame (see :func:`llmfbn.io.read_events`).
 
     Only ``onset``, ``duration`` and ``trial_type`` are kept; labels stay
     strings (``"0"``, ``"1"``, ``"NA"`` are labels, not numbers or missing).
+
+    Returns
+    -------
+    DataFrame of shape (n_events, 3)
     """
-    path = Path(path)
-    try:
-        events = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
-                             na_filter=False, quoting=csv.QUOTE_NONE)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"Cannot read the events file {path}: {err}") from err
-    missing = [c for c in ("onset", "duration", "trial_type") if c not in events.columns]
-    if missing:
-        raise ValueError(f"The events file {path} lacks the column(s) {missing}; it has "
-                         f"{list(events.columns)}.")
-    events = events[["onset", "duration", "trial_type"]].copy()
-    try:
-        events["onset"] = events["onset"].astype(float)
-        events["duration"] = events["duration"].astype(float)
-    except ValueError as err:
-        raise ValueError(f"The events file {path} has a non-numeric onset or duration: "
-                         f"{err}") from err
-    return events
+    return io.read_events(path)[["onset", "duration", "trial_type"]].copy()
 
 
 def read_run_events(paths):
@@ -82,7 +68,7 @@ def read_run_events(paths):
         When no run carries labels (no events files, or every ``trial_type``
         is ``"token"``), or when only some runs have events.
     """
-    files = [run_sibling(p, "events.tsv") for p in paths]
+    files = [io.events_path(p) for p in paths]
     absent = [f for f in files if not f.exists()]
     if len(absent) == len(files):
         raise ValueError(f"The runs ({len(files)}, e.g. {Path(paths[0]).name}) have no "

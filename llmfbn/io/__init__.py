@@ -9,6 +9,8 @@ objects to these functions and never parses a file name or a file itself.
 - :mod:`~llmfbn.io._atomic`: atomic file writes and recovery after a kill.
 - :mod:`~llmfbn.io._grid`: ``grid.json``.
 - :mod:`~llmfbn.io._hashing`: content hashes of files and folders.
+- :mod:`~llmfbn.io._recording`, :mod:`~llmfbn.io._events`: recording folders, their
+  runs (image, sidecar, ``_events.tsv``) and task summaries.
 - :mod:`~llmfbn.io._networks`, :mod:`~llmfbn.io._glm`: networks and GLM folders.
 - :mod:`~llmfbn.io._consistency`: the consistency document.
 - :mod:`~llmfbn.io._results`: the results CSV and its settings manifest.
@@ -35,6 +37,7 @@ from llmfbn.io._errors import (
     OutputLockedError,
     ResumeMismatchError,
 )
+from llmfbn.io._events import EVENT_COLUMNS, events_path, read_events, write_events
 from llmfbn.io._folders import (
     FOLDER_FILE,
     FOLDER_KINDS,
@@ -52,6 +55,17 @@ from llmfbn.io._hashing import file_sha256, folder_sha256
 from llmfbn.io._json import check_format_version, jsonable, read_json
 from llmfbn.io._lock import OutputLock
 from llmfbn.io._networks import NetworksFolder, read_networks_folder, write_networks_folder
+from llmfbn.io._recording import (
+    RecordingLayout,
+    bids_label,
+    check_recording_output,
+    check_run,
+    find_runs,
+    read_description,
+    read_sidecar,
+    read_summaries,
+    run_sibling,
+)
 from llmfbn.io._results import (
     RESULT_COLUMNS,
     ResultsTable,
@@ -65,6 +79,19 @@ from llmfbn.io._results import (
 )
 
 __all__ = [
+    "EVENT_COLUMNS",
+    "RecordingLayout",
+    "bids_label",
+    "check_recording_output",
+    "check_run",
+    "events_path",
+    "find_runs",
+    "read_description",
+    "read_events",
+    "read_sidecar",
+    "read_summaries",
+    "run_sibling",
+    "write_events",
     "FOLDER_FILE",
     "FOLDER_KINDS",
     "GRID_FILE",

@@ -1,8 +1,92 @@
-"""The recording folder (BIDS-derivatives style): paths, runs and their sibling files."""
+"""The recording folder (BIDS-derivatives style): one model is one subject.
 
+::
+
+    OUT/
+      llmfbn.json                    {"kind": "recording", ...}
+      dataset_description.json       BIDS; its "llmfbn" block says what was recorded
+      grid.json                      neuron <-> voxel map (NeuronGrid)
+      mask.nii.gz                    neurons in, padding out
+      sub-<model>/func/
+        sub-<model>_task-<task>_run-<n>_bold.nii[.gz]   4-D, float, time = tokens
+        sub-<model>_task-<task>_run-<n>_bold.json       sidecar: model, weights, signal, tokens
+        sub-<model>_task-<task>_run-<n>_events.tsv      one row per token (llmfbn.io._events)
+        sub-<model>_task-<task>_summary.json            counts for the whole task
+
+Every file is written atomically and a run's sidecar last, so a run is
+finished exactly when its sidecar exists. The sidecar's ``LlmfbnFormatVersion``
+versions the run's files (image, events, sidecar); the summary and the
+``llmfbn`` block of ``dataset_description.json`` carry their own
+``format_version``. This module is the only one that knows these names.
+"""
+
+import os
+import re
+import struct
+import warnings
 from pathlib import Path
 
-__all__ = ["run_sibling"]
+import nibabel as nib
+import numpy as np
+
+from llmfbn import __version__
+from llmfbn.io._atomic import atomic_path, write_json
+from llmfbn.io._errors import FormatError, ResumeMismatchError
+from llmfbn.io._folders import check_folder, check_output_folder
+from llmfbn.io._grid import GRID_FILE, read_grid, write_grid
+from llmfbn.io._json import check_format_version, read_json, require_keys
+from llmfbn.io._lock import OutputLock, lock_path
+
+__all__ = [
+    "RecordingLayout",
+    "bids_label",
+    "check_recording_output",
+    "check_run",
+    "find_runs",
+    "read_description",
+    "read_sidecar",
+    "read_summaries",
+    "run_sibling",
+]
+
+BIDS_VERSION = "1.9.0"
+RUN_DIGITS = 5
+DESCRIPTION_FILE = "dataset_description.json"
+MASK_FILE = "mask.nii.gz"
+IMAGE_EXTENSIONS = (".nii", ".nii.gz")
+
+#: Format version of a run's files, in its sidecar under :data:`SIDECAR_VERSION_KEY`.
+SIDECAR_FORMAT_VERSION = 1
+SIDECAR_VERSION_KEY = "LlmfbnFormatVersion"
+SUMMARY_FORMAT_VERSION = 1
+DESCRIPTION_FORMAT_VERSION = 1
+
+REPAIR_HINT = "re-run `llmfbn record` with the same arguments to record it again"
+
+
+# -- names ---------------------------------------------------------------------------
+
+
+def bids_label(name):
+    """Make a BIDS label (letters and digits only) from a model or task name.
+
+    ``"smollm2-135m"`` -> ``"smollm2135m"``; a path keeps its last part.
+    """
+    name = str(name).rstrip("/\\")
+    name = re.split(r"[/\\]", name)[-1]
+    if name.endswith(".gguf"):
+        name = name[: -len(".gguf")]
+    label = re.sub(r"[^A-Za-z0-9]", "", name)
+    if not label:
+        raise ValueError(f"Cannot derive a BIDS label (letters and digits) from {name!r}.")
+    return label
+
+
+def check_label(value, what):
+    """Raise ValueError unless ``value`` is a BIDS label (letters and digits)."""
+    if not re.fullmatch(r"[A-Za-z0-9]+", str(value)):
+        raise ValueError(f"'{what}' must be letters and digits only (a BIDS label). "
+                         f"{value!r} was provided.")
 
 
 def run_sibling(bold, suffix):
@@ -11,4 +95,465 @@ def run_sibling(bold, suffix):
     ``suffix`` is e.g. ``"bold.json"`` (sidecar) or ``"events.tsv"``.
     """
     bold = Path(bold)
+    if "_bold.nii" not in bold.name:
+        raise ValueError(f"{bold} is not a run image (a *_bold.nii or *_bold.nii.gz file).")
     return bold.with_name(bold.name[: bold.name.index("_bold.nii")] + "_" + suffix)
+
+
+def _sidecar_of(path):
+    path = Path(path)
+    return path if path.name.endswith("_bold.json") else run_sibling(path, "bold.json")
+
+
+def _images_of(sidecar):
+    stem = sidecar.name[: -len(".json")]
+    return [sidecar.with_name(stem + ext) for ext in IMAGE_EXTENSIONS]
+
+
+def _one_line(err):
+    return " ".join(str(err).split())
+
+
+# -- sidecar, summary, dataset description ------------------------------------------
+
+
+def write_sidecar(path, document):
+    """Write a run's sidecar (``_bold.json``) atomically, with its format version."""
+    write_json(_sidecar_of(path), {**document, SIDECAR_VERSION_KEY: SIDECAR_FORMAT_VERSION},
+               indent=2)
+
+
+def read_sidecar(bold):
+    """Read a run's sidecar (``_bold.json``), its format version checked.
+
+    Parameters
+    ----------
+    bold : str or Path
+        The run's ``_bold`` image, or its sidecar.
+
+    Returns
+    -------
+    dict
+        With at least ``NumberOfTokens`` (int >= 1).
+    """
+    path = _sidecar_of(bold)
+    document = read_json(path, what="run sidecar")
+    check_format_version(document, path, SIDECAR_FORMAT_VERSION, what="run sidecar",
+                         key=SIDECAR_VERSION_KEY)
+    require_keys(document, ["NumberOfTokens"], path, what="run sidecar")
+    n_tokens = document["NumberOfTokens"]
+    if not isinstance(n_tokens, int) or isinstance(n_tokens, bool) or n_tokens < 1:
+        raise FormatError(f"{path} is not a valid run sidecar: NumberOfTokens must be an "
+                          f"int >= 1. {n_tokens!r} was found.")
+    return document
+
+
+def write_summary(path, summary):
+    """Write a task's ``_summary.json`` atomically, with its format version."""
+    write_json(path, {"format_version": SUMMARY_FORMAT_VERSION, **summary}, indent=2)
+
+
+def read_summaries(folder):
+    """Every task summary of a recording folder, in file-name order.
+
+    Returns
+    -------
+    list of dict
+        One per ``sub-*/func/*_summary.json`` (task, input, n_runs, n_tokens, ...).
+    """
+    check_folder(folder, "recording")
+    out = []
+    for path in sorted(Path(folder).glob("sub-*/func/*_summary.json")):
+        document = read_json(path, what="task summary")
+        check_format_version(document, path, SUMMARY_FORMAT_VERSION, what="task summary")
+        out.append(document)
+    return out
+
+
+def write_description(root, identity):
+    """Write ``dataset_description.json`` (BIDS) with an ``llmfbn`` block ``identity``."""
+    write_json(Path(root) / DESCRIPTION_FILE, {
+        "Name": f"llmfbn recording of {identity.get('model')}",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "llmfbn", "Version": __version__}],
+        "llmfbn": {"format_version": DESCRIPTION_FORMAT_VERSION, **identity},
+    }, indent=2)
+
+
+def read_description(root):
+    """The ``llmfbn`` block of a recording's ``dataset_description.json``.
+
+    Returns
+    -------
+    dict
+        ``model``, ``weights_hash``, ``signal``, ``architecture``, ``format_version``.
+    """
+    path = Path(root) / DESCRIPTION_FILE
+    document = read_json(path, what=DESCRIPTION_FILE)
+    block = document.get("llmfbn")
+    if not isinstance(block, dict):
+        raise FormatError(f"{path} is not a valid {DESCRIPTION_FILE} of an llmfbn recording: "
+                          f"it has no 'llmfbn' object.")
+    check_format_version(block, path, DESCRIPTION_FORMAT_VERSION,
+                         what=f"{DESCRIPTION_FILE} llmfbn block")
+    return block
+
+
+# -- checking runs -------------------------------------------------------------------
+
+
+def _image_problem(bold, grid, n_tokens):
+    """What is wrong with a run image, read cheaply (header and size); None if nothing."""
+    if not bold.is_file():
+        return f"{bold} is missing"
+    try:
+        img = nib.load(str(bold))
+        header = img.header
+        shape = tuple(int(n) for n in img.shape)
+        itemsize = np.dtype(header.get_data_dtype()).itemsize
+        offset = int(img.dataobj.offset)  # the header copy nibabel gives has vox_offset 0
+        affine = img.affine
+    except Exception as err:  # nibabel raises many kinds on a damaged header
+        return f"{bold} is damaged: its header cannot be read ({type(err).__name__}: " \
+               f"{_one_line(err)})"
+    expected_shape = tuple(grid.shape) + (n_tokens,)
+    if shape != expected_shape:
+        return (f"{bold} has shape {shape}, but the recording's grid and the run's sidecar "
+                f"give {expected_shape}")
+    if not np.allclose(affine, grid.affine):
+        return f"{bold} has another affine than the recording's grid"
+    expected = offset + int(np.prod(shape)) * itemsize
+    if bold.name.endswith(".gz"):
+        # The gzip trailer ends with the uncompressed size modulo 2**32 (RFC 1952).
+        with open(bold, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() < 18:
+                return f"{bold} is truncated (not a complete gzip file)"
+            f.seek(-4, os.SEEK_END)
+            isize = struct.unpack("<I", f.read(4))[0]
+        if isize != expected % 2 ** 32:
+            return f"{bold} is truncated or damaged (its gzip trailer does not match its header)"
+    else:
+        size = bold.stat().st_size
+        if size != expected:
+            return (f"{bold} is truncated or damaged: {size} bytes, but its header needs "
+                    f"{expected}")
+    return None
+
+
+def check_run(bold, grid, require_events=False):
+    """Check cheaply that a finished run is complete (no data is read).
+
+    The sidecar must be readable; the image header readable, its shape
+    ``grid.shape + (NumberOfTokens,)``, its affine the grid's, and its size
+    what the header says (``.nii``: ``vox_offset + n_voxels * itemsize``;
+    ``.nii.gz``: the gzip trailer's size). With ``require_events``, the run's
+    ``_events.tsv`` must exist.
+
+    Parameters
+    ----------
+    bold : str or Path
+        The run's ``_bold`` image.
+    grid : NeuronGrid
+        The recording's grid.
+    require_events : bool, default False
+
+    Returns
+    -------
+    dict
+        The run's sidecar.
+
+    Raises
+    ------
+    FormatError
+        Naming the damaged file and how to repair it.
+    """
+    bold = Path(bold)
+    try:
+        sidecar = read_sidecar(bold)
+    except FileNotFoundError:
+        raise FormatError(f"{bold} is not a finished run: its sidecar "
+                          f"{_sidecar_of(bold).name} is missing; {REPAIR_HINT}.") from None
+    except FormatError as err:
+        raise FormatError(f"{err} To repair the run, {REPAIR_HINT}.") from None
+    problem = _run_problem(bold, grid, sidecar["NumberOfTokens"], require_events)
+    if problem:
+        raise FormatError(f"{problem}; {REPAIR_HINT}.")
+    return sidecar
+
+
+def _run_problem(bold, grid, n_tokens, require_events):
+    problem = _image_problem(bold, grid, n_tokens)
+    if problem is None and require_events:
+        events = run_sibling(bold, "events.tsv")
+        if not events.is_file():
+            problem = f"{events} is missing"
+    return problem
+
+
+def _run_root(bold):
+    bold = Path(bold)
+    if (not any(bold.name.endswith("_bold" + ext) for ext in IMAGE_EXTENSIONS)
+            or bold.parent.name != "func" or not bold.parent.parent.name.startswith("sub-")):
+        raise ValueError(f"{bold} is not a run of a recording folder (expected "
+                         f"OUT/sub-*/func/*_bold.nii or *_bold.nii.gz).")
+    return bold.parent.parent.parent
+
+
+def find_runs(source, task=None):
+    """Resolve a recording folder (or a list of run images) to ``(paths, grid)``.
+
+    Every run is checked cheaply (:func:`check_run`): a damaged or truncated
+    image raises FormatError naming it, before any data is read.
+
+    Parameters
+    ----------
+    source : str, Path, or list of str/Path
+        A recording folder written by ``llmfbn record``, or ``_bold`` image
+        paths inside recording folders (all on one grid of one model).
+    task : str, optional
+        Only the runs of this task (folders only).
+
+    Returns
+    -------
+    paths : list of Path, in (task, run) order
+    grid : NeuronGrid
+    """
+    if isinstance(source, (str, Path)):
+        root = Path(source)
+        check_folder(root, "recording")
+        if task is not None:
+            check_label(task, "task")
+        grid = read_grid(root / GRID_FILE)
+        pattern = f"*_task-{task}_run-*_bold.json" if task else "*_run-*_bold.json"
+        paths = []
+        for sidecar in sorted(root.glob(f"sub-*/func/{pattern}")):
+            found = [p for p in _images_of(sidecar) if p.exists()]
+            if len(found) > 1:
+                raise FormatError(f"{sidecar} has two images ({found[0].name} and "
+                                  f"{found[1].name}); delete the one that is not this run's.")
+            paths.append(found[0] if found else _images_of(sidecar)[0])
+        if not paths:
+            raise ValueError(f"{root} holds no finished runs"
+                             + (f" of task {task!r}." if task else "."))
+    elif isinstance(source, (list, tuple)):
+        paths = [Path(p) for p in source]
+        if not paths:
+            raise ValueError("'imgs' must name at least one image. [] was provided.")
+        grids = {}
+        for p in paths:
+            root = _run_root(p)
+            if root not in grids:
+                check_folder(root, "recording")
+                grids[root] = read_grid(root / GRID_FILE)
+        (first_root, grid), *others = grids.items()
+        for root, other in others:
+            try:
+                other.check_compatible(grid, names=(f"the runs in {root}",
+                                                    f"the runs in {first_root}"))
+            except ValueError as err:
+                raise ValueError(f"Images come from different grids or models: {err}") from None
+    else:
+        raise TypeError(f"'imgs' must be a recording folder or a list of run images. "
+                        f"{type(source).__name__} was provided.")
+    for p in paths:
+        check_run(p, grid)
+    return paths, grid
+
+
+# -- writing a recording ------------------------------------------------------------
+
+
+def check_recording_output(path):
+    """Check, before loading a model, that a recording may be written at ``path``.
+
+    A new or empty folder, or a recording folder (resumed); not a file or a
+    folder of another kind; not one another process is writing now.
+    """
+    check_output_folder(path, "recording", resume=True)
+    if lock_path(path).exists():
+        with OutputLock(path):  # fails at once, naming the holder, if a writer is busy
+            pass
+
+
+class RecordingLayout:
+    """Paths and safe writes of one task of one recording folder.
+
+    Use it inside ``llmfbn.io.open_folder(out_dir, "recording")``, which
+    holds the folder's lock.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+    subject : str
+        BIDS subject label (letters and digits).
+    task : str
+        BIDS task label (letters and digits).
+    compress : bool
+        Write ``.nii.gz`` rather than ``.nii``.
+    """
+
+    def __init__(self, out_dir, subject, task, compress=False):
+        self.root = Path(out_dir)
+        check_label(subject, "subject")
+        check_label(task, "task")
+        self.subject = subject
+        self.task = task
+        self.extension = ".nii.gz" if compress else ".nii"
+        self.func_dir = self.root / f"sub-{subject}" / "func"
+
+    # -- paths ------------------------------------------------------------
+
+    def stem(self, run):
+        return f"sub-{self.subject}_task-{self.task}_run-{run:0{RUN_DIGITS}d}"
+
+    def bold_path(self, run):
+        return self.func_dir / (self.stem(run) + "_bold" + self.extension)
+
+    def sidecar_path(self, run):
+        return self.func_dir / (self.stem(run) + "_bold.json")
+
+    def events_path(self, run):
+        return self.func_dir / (self.stem(run) + "_events.tsv")
+
+    @property
+    def summary_path(self):
+        return self.func_dir / f"sub-{self.subject}_task-{self.task}_summary.json"
+
+    @property
+    def mask_file(self):
+        return self.root / MASK_FILE
+
+    # -- folder-level checks ----------------------------------------------
+
+    def prepare(self, grid, identity):
+        """Write the folder's grid, mask and description, or check they match.
+
+        Parameters
+        ----------
+        grid : NeuronGrid
+        identity : dict
+            ``model``, ``weights_hash``, ``signal``, ``architecture``: what
+            this recording is of (the description's ``llmfbn`` block).
+
+        Raises
+        ------
+        ResumeMismatchError
+            If the folder holds a recording of another model, weights, signal
+            or grid (:meth:`NeuronGrid.check_compatible`). Recordings are never
+            mixed.
+        """
+        grid_file = self.root / GRID_FILE
+        if grid_file.exists():
+            existing = read_grid(grid_file)
+            try:
+                grid.check_compatible(existing, names=("this recording",
+                                                       f"the one in {self.root}"))
+            except ValueError as err:
+                message = str(err).split(" If that model is derived")[0]
+                raise ResumeMismatchError(
+                    f"{message} Recordings of different models, weights, signals or layers "
+                    f"are never mixed: choose another output folder.") from None
+        if (self.root / DESCRIPTION_FILE).exists():
+            previous = read_description(self.root)
+            for key in ("weights_hash", "signal", "architecture"):
+                if key in identity and previous.get(key) != identity[key]:
+                    raise ResumeMismatchError(
+                        f"{self.root} holds a recording with {key}={previous.get(key)!r}; "
+                        f"this one has {key}={identity[key]!r}. Recordings of different "
+                        f"models, weights, signals or layers are never mixed: choose another "
+                        f"output folder.")
+        else:
+            write_description(self.root, identity)
+        if not grid_file.exists():
+            write_grid(grid_file, grid)
+        if not self.mask_file.exists():
+            with atomic_path(self.mask_file) as tmp:
+                nib.save(grid.mask_img(), tmp)
+
+    def is_done(self, run, input_hash, grid):
+        """True when run ``run`` is finished and verified.
+
+        A run whose files are damaged (unreadable sidecar, truncated image,
+        missing events) is not done: a warning names the file, its sidecar is
+        removed, and the run is recorded again.
+
+        Raises
+        ------
+        ResumeMismatchError
+            When the run was recorded from other input (``InputHash``) or
+            with the other ``compress`` setting.
+        """
+        sidecar = self.sidecar_path(run)
+        if not sidecar.exists():
+            return False
+        try:
+            document = read_json(sidecar, what="run sidecar")
+        except FormatError as err:
+            return self._redo(run, _one_line(err))
+        # A sidecar of another format version is refused, never overwritten.
+        check_format_version(document, sidecar, SIDECAR_FORMAT_VERSION, what="run sidecar",
+                             key=SIDECAR_VERSION_KEY)
+        try:
+            document = read_sidecar(sidecar)
+        except FormatError as err:
+            return self._redo(run, _one_line(err))
+        if document.get("InputHash") != input_hash:
+            raise ResumeMismatchError(
+                f"{sidecar} was recorded from other texts (or another tokenizer, max_tokens "
+                f"or texts_per_run) than run {run} of this input; runs of different inputs "
+                f"are never mixed: use another task or output folder.")
+        bold = self.bold_path(run)
+        other = [p for p in _images_of(sidecar) if p != bold and p.exists()]
+        if other and not bold.exists():
+            raise ResumeMismatchError(
+                f"{other[0]} was recorded with compress={self.extension == '.nii'}; resume "
+                f"with the same setting.")
+        problem = _run_problem(bold, grid, document["NumberOfTokens"], require_events=True)
+        if problem:
+            return self._redo(run, problem)
+        return True
+
+    def _redo(self, run, problem):
+        warnings.warn(f"Run {run} of task {self.task!r} is damaged ({problem}); recording it "
+                      f"again.", stacklevel=3)
+        self.sidecar_path(run).unlink(missing_ok=True)
+        return False
+
+    # -- writing ----------------------------------------------------------
+
+    def write_run(self, run, img, events, sidecar):
+        """Write a run's image, events and sidecar atomically, sidecar last.
+
+        Parameters
+        ----------
+        run : int
+        img : nibabel.Nifti1Image
+        events : list of dict or None
+            Rows with keys :data:`llmfbn.io._events.EVENT_COLUMNS`; None
+            writes no events file.
+        sidecar : dict
+        """
+        from llmfbn.io._events import write_events
+
+        self.func_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.bold_path(run)) as tmp:
+            nib.save(img, tmp)
+        if events is not None:
+            write_events(self.events_path(run), events)
+        write_sidecar(self.sidecar_path(run), sidecar)
+
+    def write_summary(self, summary):
+        write_summary(self.summary_path, summary)
+
+    def bold_files(self):
+        """Finished runs' images of this task, in run order."""
+        out = []
+        pattern = f"sub-{self.subject}_task-{self.task}_run-*_bold.json"
+        for sidecar in sorted(self.func_dir.glob(pattern)):
+            images = _images_of(sidecar)
+            preferred = images[IMAGE_EXTENSIONS.index(self.extension)]
+            out.append(preferred if preferred.exists()
+                       else next((p for p in images if p.exists()), preferred))
+        return out

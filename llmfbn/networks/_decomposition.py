@@ -8,17 +8,14 @@ matrix with the mixing columns as maps.
 """
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from llmfbn._utils import check_choice, check_positive_int, log
-from llmfbn.io._recording import run_sibling
-from llmfbn.grid import NeuronGrid
+from llmfbn.io import find_runs, write_networks_folder
 from llmfbn.networks._networks import DEFAULT_THRESHOLD, FunctionalNetworks, zscore_maps
-from llmfbn.io import read_grid, write_networks_folder
 
 __all__ = ["NetworkDecomposition", "find_recording_images", "split_half_reproducibility"]
 
@@ -28,11 +25,13 @@ METHODS = ("canica", "dictlearning", "temporal_ica")
 def find_recording_images(source, task=None):
     """Resolve a recording folder (or a list of images) to ``(paths, grid)``.
 
+    Every run is checked cheaply first; see :func:`llmfbn.io.find_runs`.
+
     Parameters
     ----------
     source : str, Path, or list of str/Path
         A recording folder written by :func:`llmfbn.record`, or ``_bold``
-        image paths (their folder's ``grid.json`` is found by walking up).
+        image paths inside recording folders.
     task : str, optional
         Only the runs of this task (folders only).
 
@@ -41,33 +40,7 @@ def find_recording_images(source, task=None):
     paths : list of Path, in (task, run) order
     grid : NeuronGrid
     """
-    if isinstance(source, (str, Path)):
-        root = Path(source)
-        if not (root / "grid.json").exists():
-            raise FileNotFoundError(
-                f"{root} is not a recording folder: no grid.json (make one with "
-                f"`llmfbn record`).")
-        pattern = f"*_task-{task}_run-*_bold.nii*" if task else "*_bold.nii*"
-        paths = sorted(p for p in root.glob(f"sub-*/func/{pattern}")
-                       if run_sibling(p, "bold.json").exists())
-        if not paths:
-            raise ValueError(f"{root} holds no finished runs" + (f" of task {task!r}." if task else "."))
-        return paths, read_grid(root)
-    paths = [Path(p) for p in source]
-    if not paths:
-        raise ValueError("'imgs' must name at least one image. [] was provided.")
-    grids = {}
-    for p in paths:
-        root = next((d for d in p.resolve().parents if (d / "grid.json").exists()), None)
-        if root is None:
-            raise FileNotFoundError(f"No grid.json above {p}: not part of a recording folder.")
-        grids[root] = read_grid(root)
-    first = next(iter(grids.values()))
-    for root, grid in grids.items():
-        if not grid.same_layout(first) or grid.model != first.model or grid.signal != first.signal:
-            raise ValueError(f"Images come from different grids or models: {first!r} vs "
-                             f"{grid!r} (in {root}).")
-    return paths, first
+    return find_runs(source, task=task)
 
 
 class NetworkDecomposition(TransformerMixin, BaseEstimator):

@@ -1,23 +1,22 @@
 """What a network responds to: its activity over tokens and its top tokens."""
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from llmfbn._utils import check_choice, check_positive_int
-from llmfbn.io._recording import run_sibling
+from llmfbn.io import read_events
 
 __all__ = ["network_time_series", "top_tokens"]
 
 
 def _read_tokens(bold):
-    path = run_sibling(bold, "events.tsv")
-    if not path.exists():
+    """The run's token strings, or None when it has no events file or no token column."""
+    try:
+        events = read_events(bold)
+    except FileNotFoundError:
         return None
-    with open(path, encoding="utf-8", newline="") as f:
-        return [row["token"] for row in csv.DictReader(f, delimiter="\t",
-                                                       quoting=csv.QUOTE_NONE)]
+    return events["token"].tolist() if "token" in events.columns else None
 
 
 def neuron_moments(grid, paths):

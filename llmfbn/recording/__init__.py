@@ -1,9 +1,14 @@
 """Recording: run a model over texts and write its neurons as Nifti images."""
 
+from llmfbn.io import RecordingLayout, bids_label
 from llmfbn.recording._capture import ActivationRecorder
-from llmfbn.recording._layout import RecordingLayout, bids_label
 from llmfbn.recording._plan import plan_runs
-from llmfbn.recording._record import Recording, record, record_activations
+from llmfbn.recording._record import (
+    Recording,
+    check_record_params,
+    record,
+    record_activations,
+)
 from llmfbn.recording._texts import TextSet, read_texts
 
 __all__ = [
@@ -12,6 +17,7 @@ __all__ = [
     "RecordingLayout",
     "TextSet",
     "bids_label",
+    "check_record_params",
     "plan_runs",
     "read_texts",
     "record",

@@ -2,9 +2,9 @@
 
 import torch
 
+from llmfbn._utils import check_choice
 from llmfbn.hooks import HookGroup, StopForward, first_tensor
 from llmfbn.models import SIGNALS, locate_neurons
-from llmfbn._utils import check_choice
 
 __all__ = ["ActivationRecorder", "pad_batch"]
 

@@ -9,13 +9,14 @@ from tqdm.auto import tqdm
 from llmfbn import __version__
 from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.grid import NeuronGrid
+from llmfbn.io import RecordingLayout, bids_label, check_recording_output, open_folder
+from llmfbn.io._recording import check_label
 from llmfbn.models import SIGNALS, LoadedModel, load_model
 from llmfbn.recording._capture import ActivationRecorder
-from llmfbn.recording._layout import RecordingLayout, bids_label, escape_token
-from llmfbn.recording._plan import plan_runs
-from llmfbn.recording._texts import read_texts
+from llmfbn.recording._plan import LONG_TEXT_MODES, plan_runs
+from llmfbn.recording._texts import check_text_source, read_texts
 
-__all__ = ["Recording", "record", "record_activations"]
+__all__ = ["Recording", "check_record_params", "record", "record_activations"]
 
 DTYPES = ("float32", "float64")
 
@@ -131,7 +132,7 @@ def _events(tokenizer, pieces):
             rows.append({
                 "onset": onset, "duration": 1,
                 "trial_type": "token" if piece.label is None else piece.label,
-                "token": escape_token(string) or "n/a", "token_id": token_id,
+                "token": string, "token_id": token_id,
                 "text_index": piece.text_index, "position": position,
             })
             onset += 1
@@ -149,7 +150,8 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     shape ``(nx, ny, n_layers, n_tokens)`` on the model's :class:`NeuronGrid`.
     Runs are written as they finish (memory is bounded by the batch, not by
     the corpus); calling again with the same arguments resumes, skipping
-    finished runs. See :mod:`llmfbn.recording._layout` for the folder layout.
+    finished runs after checking them (a damaged run is recorded again, with a
+    warning). See :mod:`llmfbn.io._recording` for the folder layout.
 
     Parameters
     ----------
@@ -196,17 +198,22 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     Returns
     -------
     Recording
+
+    Raises
+    ------
+    OutputLockedError
+        When another process is writing into ``out_dir``; the folder is locked
+        for the whole call, so two recordings never interleave.
+    FolderKindError
+        When ``out_dir`` is a file or a folder of another kind.
+    ResumeMismatchError
+        When ``out_dir`` holds a recording of another model, weights, signal
+        or layers, or a run of this task recorded from other input.
     """
-    check_choice(signal, SIGNALS, "signal")
-    if dtype == "float16":
-        raise ValueError(
-            "'dtype' must be one of ('float32', 'float64'). 'float16' was provided: "
-            "NIfTI-1/2 define no 16-bit float type, so nibabel and nilearn cannot "
-            "store or read one. Use float32 (and --compress to save disk)."
-        )
-    check_choice(dtype, DTYPES, "dtype")
-    check_positive_int(batch_size, "batch_size")
-    check_positive_int(limit, "limit", allow_none=True)
+    check_record_params(texts, out_dir, task=task, subject=subject, signal=signal,
+                        max_tokens=max_tokens, batch_size=batch_size,
+                        texts_per_run=texts_per_run, long_texts=long_texts, limit=limit,
+                        dtype=dtype)
     textset = read_texts(texts, text_column=text_column, label_column=label_column)
     if limit is not None:
         for key in ("texts", "indices"):
@@ -217,19 +224,22 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     if task is None:
         task = bids_label(Path(textset.source).stem) if textset.source != "<list>" else "texts"
     subject = bids_label(loaded.name) if subject is None else subject
+    layout = RecordingLayout(out_dir, subject, task, compress=compress)
 
     runs, stats = plan_runs(loaded.tokenizer, textset, max_tokens=max_tokens,
                             texts_per_run=texts_per_run, long_texts=long_texts)
-    with ActivationRecorder(loaded.model, signal=signal, layers=layers) as recorder:
-        grid = NeuronGrid(len(recorder.layers), recorder.width, layers=recorder.layers,
-                          model=loaded.name, signal=signal)
-        layout = RecordingLayout(out_dir, subject, task, compress=compress)
-        identity = {"model": loaded.name, "weights_hash": loaded.weights_hash,
-                    "signal": signal, "architecture": recorder.location.model_type}
-        removed = layout.prepare(grid, identity)
+    recorder = ActivationRecorder(loaded.model, signal=signal, layers=layers)
+    grid = NeuronGrid(len(recorder.layers), recorder.width, layers=recorder.layers,
+                      model=loaded.name, signal=signal, weights_hash=loaded.weights_hash,
+                      model_layers=recorder.location.n_layers)
+    identity = {"model": loaded.name, "weights_hash": loaded.weights_hash,
+                "signal": signal, "architecture": recorder.location.model_type}
+    # The folder's lock is held until the summary is written: a second writer fails at once.
+    with open_folder(out_dir, "recording") as removed, recorder:
         if removed:
             log(f"Removed {removed} temporary files left by an interrupted run.", verbose)
-        todo = [run for run in runs if not layout.is_done(run.number, run.input_hash)]
+        layout.prepare(grid, identity)
+        todo = [run for run in runs if not layout.is_done(run.number, run.input_hash, grid)]
         n_skipped = len(runs) - len(todo)
         if n_skipped:
             log(f"Resuming: {n_skipped} of {len(runs)} runs already recorded.", verbose)
@@ -270,22 +280,52 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
                                  _events(loaded.tokenizer, run.pieces), sidecar)
                 n_tokens_written += run.n_tokens
 
-    summary = {
-        "task": task, "subject": subject, "input": textset.source,
-        "n_texts_in_input": len(textset.texts) + textset.n_skipped_empty,
-        "n_skipped_empty": textset.n_skipped_empty, **stats,
-        "limit": limit, "n_runs": len(runs),
-        "n_tokens": sum(run.n_tokens for run in runs),
-    }
-    layout.write_summary(summary)
+        summary = {
+            "task": task, "subject": subject, "input": textset.source,
+            "n_texts_in_input": len(textset.texts) + textset.n_skipped_empty,
+            "n_skipped_empty": textset.n_skipped_empty, **stats,
+            "limit": limit, "n_runs": len(runs),
+            "n_tokens": sum(run.n_tokens for run in runs),
+        }
+        layout.write_summary(summary)
+        bold_files = layout.bold_files()
     recording = Recording(
-        out_dir=Path(out_dir), grid=grid, bold_files=layout.bold_files(),
-        mask_file=Path(out_dir) / "mask.nii.gz", n_runs_written=len(todo),
+        out_dir=Path(out_dir), grid=grid, bold_files=bold_files,
+        mask_file=layout.mask_file, n_runs_written=len(todo),
         n_runs_skipped=n_skipped, n_tokens_written=n_tokens_written, summary=summary,
     )
     log(f"Recorded {len(todo)} runs ({n_tokens_written} tokens) into {layout.func_dir}; "
         f"{n_skipped} already there. Grid {grid.shape}, signal {signal!r}.", verbose)
     return recording
+
+
+def check_record_params(texts, out_dir, task=None, subject=None, signal="mlp",
+                        max_tokens=256, batch_size=8, texts_per_run=1,
+                        long_texts="truncate", limit=None, dtype="float32"):
+    """The cheap checks of :func:`record`, run before any model is loaded.
+
+    Checks the arguments' values, that the input exists, and that ``out_dir``
+    may hold this recording (new, empty, or a recording folder nobody is
+    writing now; never a file or a folder of another kind).
+    """
+    check_choice(signal, SIGNALS, "signal")
+    if dtype == "float16":
+        raise ValueError(
+            "'dtype' must be one of ('float32', 'float64'). 'float16' was provided: "
+            "NIfTI-1/2 define no 16-bit float type, so nibabel and nilearn cannot "
+            "store or read one. Use float32 (and --compress to save disk)."
+        )
+    check_choice(dtype, DTYPES, "dtype")
+    check_choice(long_texts, LONG_TEXT_MODES, "long_texts")
+    check_positive_int(max_tokens, "max_tokens")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(texts_per_run, "texts_per_run")
+    check_positive_int(limit, "limit", allow_none=True)
+    for value, what in ((task, "task"), (subject, "subject")):
+        if value is not None:
+            check_label(value, what)
+    check_text_source(texts)
+    check_recording_output(out_dir)
 
 
 def _run_fields(run):

@@ -6,7 +6,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TextSet", "read_texts"]
+__all__ = ["TextSet", "check_text_source", "read_texts"]
 
 PLAIN_TEXT_SUFFIXES = (".txt", ".raw")
 SUPPORTED_SUFFIXES = PLAIN_TEXT_SUFFIXES + (".jsonl", ".csv", ".tsv")
@@ -83,6 +83,26 @@ def _read_rows(path, text_column, label_column):
     return out
 
 
+def check_text_source(source):
+    """Check cheaply (without reading it) that ``source`` is a supported input.
+
+    Raises ValueError for an unsupported suffix, FileNotFoundError for a
+    missing file, TypeError for anything but a path or a list of str.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise ValueError(
+                f"Input must be one of {SUPPORTED_SUFFIXES} files. {path.name!r} was provided."
+            )
+        if not path.is_file():
+            raise FileNotFoundError(f"Input file {path} does not exist.")
+    elif not isinstance(source, (list, tuple)):
+        raise TypeError(
+            f"'source' must be a path or a list of str. {type(source).__name__} was provided."
+        )
+
+
 def read_texts(source, text_column=None, label_column=None, labels=None):
     """Read texts from a file or a list, skipping empty ones with a warning.
 
@@ -103,14 +123,9 @@ def read_texts(source, text_column=None, label_column=None, labels=None):
     -------
     TextSet
     """
+    check_text_source(source)
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise ValueError(
-                f"Input must be one of {SUPPORTED_SUFFIXES} files. {path.name!r} was provided."
-            )
-        if not path.is_file():
-            raise FileNotFoundError(f"Input file {path} does not exist.")
         rows = _read_rows(path, text_column, label_column)
         name = str(path)
     elif isinstance(source, (list, tuple)):
@@ -124,10 +139,6 @@ def read_texts(source, text_column=None, label_column=None, labels=None):
         label_list = [None] * len(source) if labels is None else [str(x) for x in labels]
         rows = list(zip(source, label_list))
         name = "<list>"
-    else:
-        raise TypeError(
-            f"'source' must be a path or a list of str. {type(source).__name__} was provided."
-        )
     if not rows:
         raise ValueError(f"Input {name} holds no texts.")
     kept = [(i, text, label) for i, (text, label) in enumerate(rows) if text.strip()]

@@ -2,7 +2,6 @@
 
 import datetime
 import html
-import json
 from pathlib import Path
 
 import numpy as np
@@ -101,16 +100,14 @@ def _overview(inputs, grid):
 
 
 def _recording_section(item, n):
+    from llmfbn.io import read_summaries
     from llmfbn.networks import find_recording_images
     from llmfbn.plotting import plot_carpet
 
     section = Section(f"Recording: {item.path.name}", f"recording-{n}")
-    summaries = sorted(item.path.glob("sub-*/func/*_summary.json"))
-    rows = []
-    for path in summaries:
-        summary = json.loads(path.read_text())
-        rows.append({key: summary.get(key) for key in
-                     ("task", "input", "n_runs", "n_tokens", "n_texts_in_input", "limit")})
+    rows = [{key: summary.get(key) for key in
+             ("task", "input", "n_runs", "n_tokens", "n_texts_in_input", "limit")}
+            for summary in read_summaries(item.path)]
     if rows:
         section.add(table_html(rows, ["task", "input", "n_runs", "n_tokens",
                                       "n_texts_in_input", "limit"]))
