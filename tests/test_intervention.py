@@ -448,6 +448,9 @@ def test_two_evaluations_of_one_task_name_are_refused(tmp_path, eval_files):
         baseline_rows(make_loaded(), twins, verbose=0)
     with pytest.raises(ValueError, match="named 'text'"):
         _sweep(make_loaded(), None, twins)
+    named = [twins[0], make_evaluation("text", other, name="text_other")]
+    rows = baseline_rows(make_loaded(), named, verbose=0)
+    assert rows.task.tolist() == ["text", "text_other"]
 
 
 def test_repeated_network_ids_give_one_network(tmp_path):

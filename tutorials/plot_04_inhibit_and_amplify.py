@@ -92,7 +92,7 @@ evaluations = [make_evaluation("text", held_out.path, max_tokens=PPL_TOKENS),
                make_evaluation("sst2", sentiment)]
 if DATA:
     evaluations.append(make_evaluation("sst2", Path(DATA) / "sst2" / "dev.tsv",
-                                       limit=50 if SMOKE else 200))
+                                       limit=50 if SMOKE else 200, name="sst2_dev"))
 ids = [int(i) for i in np.argsort(networks.sizes)[::-1][: 2 if SMOKE else 4]]
 inhibited = intervention_sweep(model, networks, evaluations, network_ids=ids,
                                n_controls=N_CONTROLS, out_csv=RESULTS / "inhibit.csv")

@@ -64,7 +64,7 @@ class Evaluation:
 
 
 def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
-                    max_length=1024, stride=512):
+                    max_length=1024, stride=512, name=None):
     """Build the :class:`Evaluation` for ``--eval task=PATH``.
 
     Parameters
@@ -78,6 +78,9 @@ def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
         Zero-shot: the first ``limit`` items.
     max_tokens : int, optional
         Perplexity: the first ``max_tokens`` tokens.
+    name : str, optional
+        The task name of its rows (default ``task``): two evaluations of one
+        kind in one results CSV need different names (``"sst2_dev"``).
     """
     from llmfbn.evaluation import evaluate_task, load_task, perplexity
 
@@ -92,7 +95,7 @@ def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
 
         settings = {"kind": task, "file": _file_settings(path), "max_tokens": max_tokens,
                     "max_length": max_length, "stride": stride}
-        return Evaluation(task, run, settings)
+        return Evaluation(name or task, run, settings)
     items = load_task(task, path, limit=limit)
 
     def run(model, tokenizer):
@@ -100,8 +103,8 @@ def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
         return {"accuracy": result.accuracy, "accuracy_norm": result.accuracy_norm}
 
     source = Path(path) if path is not None else Path(items.path)
-    return Evaluation(task, run, {"kind": task, "file": _file_settings(source),
-                                  "limit": limit})
+    return Evaluation(name or task, run, {"kind": task, "file": _file_settings(source),
+                                          "limit": limit})
 
 
 def _file_settings(path):

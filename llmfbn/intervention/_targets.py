@@ -110,7 +110,8 @@ def resolve_targets(model, targets, networks=None, allow_other_model=False):
                              f"this model. {array.shape} was provided.")
         pairs = {layer: np.flatnonzero(array[layer]) for layer in range(n_layers)}
     elif isinstance(targets, (list, tuple, np.ndarray)):
-        array = np.asarray(targets, dtype=np.int64).reshape(-1, 2) if len(targets) else np.empty((0, 2), np.int64)
+        array = (np.asarray(targets, dtype=np.int64).reshape(-1, 2) if len(targets)
+                 else np.empty((0, 2), np.int64))
         pairs = {}
         for layer in np.unique(array[:, 0]):
             pairs[int(layer)] = array[array[:, 0] == layer, 1]
@@ -124,8 +125,9 @@ def resolve_targets(model, targets, networks=None, allow_other_model=False):
             raise ValueError(f"Layer {layer} is out of range: this model has {n_layers} layers.")
         units = np.unique(units)
         if len(units) and (units.min() < 0 or units.max() >= n_units):
+            wrong = units[(units < 0) | (units >= n_units)][:5].tolist()
             raise ValueError(f"Units of layer {layer} must lie in [0, {n_units}). "
-                             f"{units[(units < 0) | (units >= n_units)][:5].tolist()} were provided.")
+                             f"{wrong} were provided.")
         if len(units):
             resolved[layer] = torch.as_tensor(units, dtype=torch.long)
     if not resolved:
