@@ -26,6 +26,24 @@ def _cmd_models(args):
     print("Architectures with known neuron locations: " + ", ".join(sorted(ARCHITECTURES)))
 
 
+def _check_demo_outputs(out):
+    """Before the model loads: every output under ``out`` may be written.
+
+    The recording is resumed; the networks, GLM, CSV and report of an earlier
+    demo are replaced. Anything else in their place (a file, a folder of
+    another kind) is refused and nothing is written.
+    """
+    from llmfbn.io import FolderKindError, check_output_file, check_output_folder
+
+    if out.exists() and not out.is_dir():
+        raise FolderKindError(f"--out {out} is a file; the demo writes a folder there.")
+    check_output_folder(out / "recording", "recording", resume=True)
+    check_output_folder(out / "networks", "networks", overwrite=True)
+    check_output_folder(out / "glm", "glm", overwrite=True)
+    check_output_file(out / "inhibit.csv", overwrite=True)
+    check_output_file(out / "report.html", overwrite=True)
+
+
 def _cmd_demo(args):
     """The whole pipeline on the built-in probe texts with the embedded model.
 
@@ -45,6 +63,7 @@ def _cmd_demo(args):
     from llmfbn.reports import make_report
 
     out = Path(args.out)
+    _check_demo_outputs(out)
     probes, held_out = load_probe_texts(), load_probe_heldout()
     model = load_model("smollm2-135m", verbose=1)
 
@@ -73,10 +92,10 @@ def _cmd_demo(args):
     print(f"\n[4/5] Inhibiting network {target} ({networks.sizes[target]} neurons) against "
           f"5 matched random controls: perplexity on the held-out probe text")
     results_csv = out / "inhibit.csv"
-    results_csv.unlink(missing_ok=True)  # networks were refitted: old rows do not apply
+    # The networks were refitted: old rows do not apply, so the CSV is replaced.
     frame = intervention_sweep(model, networks, [make_evaluation("text", held_out.path)],
                                network_ids=[target], n_controls=5, out_csv=results_csv,
-                               verbose=0)
+                               overwrite=True, verbose=0)
     row = frame[frame["network"].astype(str) == str(target)].iloc[0]
     print(f"perplexity {row['value']:.2f} with network {target} inhibited; controls "
           f"{row['control_mean']:.2f} [{row['control_ci_low']:.2f}, "
@@ -84,6 +103,5 @@ def _cmd_demo(args):
 
     print("\n[5/5] Report")
     report = make_report([out / "recording", out / "networks", out / "glm", results_csv],
-                         out / "report.html", overwrite=True,
-                         verbose=0)
+                         out / "report.html", overwrite=True, verbose=0)
     print(f"\nOpen the report: {report.resolve()}")
