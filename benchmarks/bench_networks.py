@@ -50,7 +50,7 @@ def run_child(paths, n_components, n_jobs):
 
 
 def runs_up_to(folders, budget):
-    from llmfbn.io._recording import run_sibling
+    from llmfbn.io import read_sidecar
     from llmfbn.networks import find_recording_images
 
     chosen, total = [], 0
@@ -59,7 +59,7 @@ def runs_up_to(folders, budget):
         for p in paths:
             if total >= budget:
                 return chosen, total
-            n = json.loads(run_sibling(p, "bold.json").read_text())["NumberOfTokens"]
+            n = read_sidecar(p)["NumberOfTokens"]
             chosen.append(p)
             total += n
     return chosen, total

@@ -136,7 +136,8 @@ def _snapshot(folder):
             if p.is_file()}
 
 
-def test_second_writer_is_refused_at_once_and_nothing_is_mixed(tmp_path, tiny_llama, texts):
+def test_second_writer_is_refused_at_once_and_nothing_is_mixed(tmp_path, tiny_llama, texts,
+                                                                capsys):
     out = tmp_path / "out"
     record(tiny_llama, texts[:3], out, task="t", verbose=0)
     before = _snapshot(out)
@@ -153,11 +154,18 @@ def test_second_writer_is_refused_at_once_and_nothing_is_mixed(tmp_path, tiny_ll
         # Checked before any model is loaded: an unknown model name is never reached.
         with pytest.raises(OutputLockedError, match=rf"process {holder.pid} "):
             record("no-such-model", texts[3:], out, task="t", verbose=0)
+        inputs = out.parent / "t.txt"
+        inputs.write_text("\n".join(texts[3:]) + "\n")
+        assert main(["record", "--model", "no-such-model", "--input", str(inputs), "--out",
+                     str(out), "--task", "t", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"is being written by process {holder.pid} " in err
     finally:
         holder.communicate("")
     assert _snapshot(out) == before
     resumed = record(tiny_llama, texts[:3], out, task="t", verbose=0)
     assert (resumed.n_runs_skipped, resumed.n_runs_written) == (3, 0)
+    assert [s["n_runs"] for s in read_summaries(out)] == [3]
 
 
 def test_lock_is_held_while_recording(tmp_path, tiny_llama, texts, monkeypatch):
