@@ -495,3 +495,12 @@ def test_read_results_needs_neither_torch_nor_the_intervention_code(tmp_path):
             "sorted(m for m in sys.modules if m.startswith(('torch', 'llmfbn.interv')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_overwrite_replaces_a_settings_file_of_an_unknown_version(tmp_path, eval_files):
+    out = tmp_path / "r.csv"
+    evaluations = _evaluations(eval_files)[:1]
+    baseline_rows(make_loaded(), evaluations, out_csv=out, verbose=0)
+    settings_path(out).write_text(json.dumps({"format_version": 99, "tasks": {}}))
+    baseline_rows(make_loaded(), evaluations, out_csv=out, overwrite=True, verbose=0)
+    assert json.loads(settings_path(out).read_text())["format_version"] == 1

@@ -364,9 +364,11 @@ class ResultsTable:
         manifest_file = settings_path(self.path)
         if self._replace:  # old rows go first, so they never sit under the new manifest
             self.path.unlink(missing_ok=True)
+            write_json(manifest_file, self._manifest)
             self._replace = False
-        if not self._manifest_written:
-            if not manifest_file.exists() or read_settings(self.path) != self._manifest:
+            self._manifest_written = True
+        if not self._manifest_written:  # a resume: the manifest was read and checked
+            if read_json(manifest_file) != self._manifest:
                 write_json(manifest_file, self._manifest)
             self._manifest_written = True
         with atomic_path(self.path) as tmp:
@@ -414,9 +416,8 @@ def open_results(path, settings, overwrite=False):
         recover_interrupted(path)
         recover_interrupted(settings_path(path))
         manifest = check_results_output(path, settings, overwrite)
-        if manifest is None:
-            replace = path.exists() or settings_path(path).exists()
-            yield ResultsTable(path, _empty_rows(), _fresh(settings), replace)
+        if manifest is None:  # a new CSV, or the old one replaced at the first write
+            yield ResultsTable(path, _empty_rows(), _fresh(settings), True)
             return
         rows = _read_csv(path)
         unlisted = sorted(set(rows["task"]) - set(manifest["tasks"]))
