@@ -1,10 +1,6 @@
 """``llmfbn evaluate`` and ``llmfbn intervene``."""
 
-import warnings
 from pathlib import Path
-
-from llmfbn.io._recording import run_sibling
-
 
 def add_intervention_parsers(subparsers):
     evaluate = subparsers.add_parser(
@@ -135,28 +131,6 @@ def _parse_values(text, mode):
                          f"provided.") from None
 
 
-def _warn_if_leaking(networks_dir, specs):
-    """Warn when an evaluation file is the text the networks were estimated on."""
-    import json
-
-    params = networks_dir / "params.json"
-    if not params.exists():
-        return
-    sources = set()
-    for run in (json.loads(params.read_text()).get("runs") or [])[:1]:
-        sidecar = run_sibling(run, "bold.json")
-        if sidecar.exists():
-            source = json.loads(sidecar.read_text()).get("InputFile")
-            if source:
-                sources.add(Path(source).resolve())
-    for spec in specs:
-        path = Path(spec.split("=", 1)[-1]).resolve()
-        if path in sources:
-            warnings.warn(f"The networks in {networks_dir} were estimated on {path}, which is "
-                          f"also an evaluation file: results will leak. Evaluate on disjoint "
-                          f"data (e.g. SST-2 dev for networks from SST-2 train).")
-
-
 def _cmd_intervene(args):
     import pandas as pd
 
@@ -175,11 +149,12 @@ def _cmd_intervene(args):
     intervene = args.command == "intervene"
     networks = ids = values = None
     if intervene:
-        from llmfbn.networks import FunctionalNetworks
+        from llmfbn.networks import FunctionalNetworks, check_leakage
 
         values = _parse_values(args.value, args.mode)
         networks = FunctionalNetworks.load(args.networks)
         ids = check_network_ids(networks, _parse_network_ids(args.network, len(networks)))
+        check_leakage(args.networks, [spec.split("=", 1)[1].strip() for spec in args.eval])
     try:
         check_out_csv(args.out, evaluations, networks,
                       args.controls if intervene else None,
@@ -189,7 +164,6 @@ def _cmd_intervene(args):
             rows = baseline_rows(model, evaluations, out_csv=args.out, overwrite=args.force,
                                  verbose=verbose)
         else:
-            _warn_if_leaking(args.networks, args.eval)
             rows = intervention_sweep(
                 model, networks, evaluations, network_ids=ids, mode=args.mode, values=values,
                 n_controls=args.controls, random_state=args.random_state, out_csv=args.out,

@@ -64,6 +64,7 @@ from llmfbn.io._recording import (
     read_description,
     read_sidecar,
     read_summaries,
+    run_name,
     run_sibling,
 )
 from llmfbn.io._results import (
@@ -90,6 +91,7 @@ __all__ = [
     "read_events",
     "read_sidecar",
     "read_summaries",
+    "run_name",
     "run_sibling",
     "write_events",
     "FOLDER_FILE",

@@ -46,6 +46,7 @@ __all__ = [
     "read_description",
     "read_sidecar",
     "read_summaries",
+    "run_name",
     "run_sibling",
 ]
 
@@ -98,6 +99,11 @@ def run_sibling(bold, suffix):
     if "_bold.nii" not in bold.name:
         raise ValueError(f"{bold} is not a run image (a *_bold.nii or *_bold.nii.gz file).")
     return bold.with_name(bold.name[: bold.name.index("_bold.nii")] + "_" + suffix)
+
+
+def run_name(bold):
+    """A run's name without suffix: ``sub-m_task-t_run-00001_bold.nii`` -> ``sub-m_task-t_run-00001``."""
+    return run_sibling(bold, "").name.rstrip("_")
 
 
 def _sidecar_of(path):

@@ -29,6 +29,7 @@ from llmfbn.networks._decomposition import (
     split_half_reproducibility,
 )
 from llmfbn.networks._networks import FunctionalNetworks, threshold_maps, zscore_maps
+from llmfbn.networks._provenance import LeakageWarning, check_leakage, source_files
 from llmfbn.networks._timeseries import network_time_series, top_tokens
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Connectome",
     "FunctionalNetworks",
     "GroupTemplate",
+    "LeakageWarning",
     "MatchReport",
     "Matching",
     "NetworkComparison",
@@ -44,6 +46,7 @@ __all__ = [
     "Recurrence",
     "SplitHalf",
     "Stability",
+    "check_leakage",
     "compare_networks",
     "find_recording_images",
     "group_template",
@@ -54,6 +57,7 @@ __all__ = [
     "null_matched_correlation",
     "null_matched_iou",
     "random_masks_like",
+    "source_files",
     "recurrence",
     "spatial_correlation",
     "split_half",

@@ -5,6 +5,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from llmfbn.io import run_name
 from llmfbn.plotting._base import check_grid, grid_of_img, layer_ticks, pyplot
 
 __all__ = ["plot_carpet"]
@@ -33,7 +34,7 @@ def _run_image(recording, grid, run, task):
             raise ValueError(f"'run' must index one of the {len(paths)} runs "
                              f"(0 to {len(paths) - 1}). {run!r} was provided.")
         recording = nib.load(paths[run])
-        name = Path(paths[run]).name
+        name = run_name(paths[run])
     check_grid(grid)
     if len(recording.shape) != 4:
         raise ValueError(f"'recording_or_bold' must be a 4-D image (tokens last). An image of "
@@ -115,7 +116,7 @@ def plot_carpet(recording_or_bold, grid=None, run=0, task=None, layers_as_labels
     else:
         mask_img, mask_labels = grid.mask_img(), None
     if title is None and name is not None:
-        title = name.replace("_bold.nii.gz", "").replace("_bold.nii", "")
+        title = name
     import contextlib
     import io
     import warnings
