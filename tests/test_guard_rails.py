@@ -152,7 +152,9 @@ def test_error_line_joins_a_multi_line_message():
 
 ESTIMATORS = [NetworkDecomposition(), TaskGLM()]
 API_CHECKS = ["check_parameters_default_constructible", "check_no_attributes_set_in_init",
-              "check_get_params_invariance", "check_set_params"]
+              "check_get_params_invariance", "check_set_params", "check_estimator_cloneable",
+              "check_estimator_repr", "check_do_not_raise_errors_in_init_or_set_params",
+              "check_estimator_tags_renamed"]
 
 
 @pytest.mark.parametrize("check", API_CHECKS)
