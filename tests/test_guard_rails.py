@@ -44,8 +44,9 @@ def test_import_contracts_hold():
 
 
 def test_ruff_is_clean():
-    out = subprocess.run([_tool("ruff"), "check", "--no-cache", "--output-format", "concise", "llmfbn", "tests", "benchmarks",
-                          "tutorials"], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([_tool("ruff"), "check", "--no-cache", "--output-format", "concise",
+                          "llmfbn", "tests", "benchmarks", "tutorials"],
+                         cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 
 

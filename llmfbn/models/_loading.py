@@ -76,7 +76,10 @@ class LoadedModel:
 
 
 def cache_dir():
-    """Folder for llmfbn's caches: ``$LLMFBN_CACHE_DIR``, else ``$XDG_CACHE_HOME/llmfbn``, else ``~/.cache/llmfbn``."""
+    """Folder for llmfbn's caches.
+
+    ``$LLMFBN_CACHE_DIR``, else ``$XDG_CACHE_HOME/llmfbn``, else ``~/.cache/llmfbn``.
+    """
     if os.environ.get("LLMFBN_CACHE_DIR"):
         return Path(os.environ["LLMFBN_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -274,7 +277,8 @@ def _load(name, torch_dtype, trust_remote_code, verbose):
         try:
             model, tokenizer = _load_folder(name, trust_remote_code, torch_dtype)
         except (OSError, ValueError) as err:
-            tried.append(f"Hugging Face cache (not cached; downloads are off: {type(err).__name__})")
+            tried.append("Hugging Face cache (not cached; downloads are off: "
+                         f"{type(err).__name__})")
             raise ValueError(
                 f"Unknown model {name!r}. Tried: " + "; ".join(tried) + "."
             ) from None
