@@ -41,6 +41,7 @@ def add_glm_parser(subparsers):
 
 def _cmd_glm(args):
     from llmfbn.glm import TaskGLM, check_threshold_params
+    from llmfbn.io import map_file_names
     from llmfbn.io import check_output_folder
 
     # every cheap check before any image is read
@@ -62,7 +63,7 @@ def _cmd_glm(args):
     how = ("given threshold" if height_control is None
            else f"{height_control.upper()} alpha={args.alpha:g}")
     stat = "|z|" if args.two_sided else "z"
-    names = result.file_names()
+    zmap_files = map_file_names(result.contrasts)
     for k, contrast in enumerate(result.contrasts):
         entry = result.info["contrasts"][k]
         if entry["design"] == "within-run":
@@ -72,6 +73,6 @@ def _cmd_glm(args):
         layer, unit, z = result.peak(k)
         print(f"{contrast}: {entry['design']} ({runs}); {stat} >= {result.thresholds[k]:.3f} "
               f"({how}); {int(result.n_selected[k])} neurons selected; peak layer {layer} "
-              f"unit {unit} (z = {z:.2f}); {out / ('zmap_' + names[contrast] + '.nii.gz')}")
+              f"unit {unit} (z = {z:.2f}); {out / zmap_files[contrast]}")
     print(f"Wrote {out}: networks (components.nii.gz, networks.nii.gz, networks.json), "
           f"glm.json; use it with `llmfbn intervene --networks {out}`")

@@ -49,7 +49,13 @@ from llmfbn.io._folders import (
     replace_file,
     replace_folder,
 )
-from llmfbn.io._glm import GLMFolder, contrast_file_names, read_glm_folder, write_glm_folder
+from llmfbn.io._glm import (
+    GLMFolder,
+    contrast_file_names,
+    map_file_names,
+    read_glm_folder,
+    write_glm_folder,
+)
 from llmfbn.io._grid import GRID_FILE, read_grid, write_grid
 from llmfbn.io._hashing import file_sha256, folder_sha256
 from llmfbn.io._json import check_format_version, jsonable, read_json
@@ -72,6 +78,7 @@ from llmfbn.io._results import (
     ResultsTable,
     check_results_output,
     describe_differences,
+    is_results_file,
     open_results,
     read_results,
     read_settings,
@@ -121,7 +128,9 @@ __all__ = [
     "folder_kind",
     "folder_sha256",
     "is_consistency_file",
+    "is_results_file",
     "jsonable",
+    "map_file_names",
     "open_folder",
     "open_results",
     "read_consistency",

@@ -62,6 +62,13 @@ def contrast_file_names(contrasts):
     return names
 
 
+def map_file_names(contrasts, kind="zmap"):
+    """``{contrast: "<kind>_<name>.nii.gz"}``: each contrast's map file in a GLM folder."""
+    if kind not in MAP_KINDS:
+        raise ValueError(f"'kind' must be one of {MAP_KINDS}. {kind!r} was provided.")
+    return {c: f"{kind}_{name}.nii.gz" for c, name in contrast_file_names(contrasts).items()}
+
+
 @dataclass
 class GLMFolder:
     """What a GLM folder holds.
@@ -126,7 +133,7 @@ def write_glm_folder(path, masks, grid, params, document, maps, runs=None,
     if unknown or maps.get("zmap") is None:
         raise ValueError(f"'maps' must hold 'zmap' and only {MAP_KINDS}. {sorted(maps)} "
                          f"was provided.")
-    names = contrast_file_names(contrasts)
+    files_of = {kind: map_file_names(contrasts, kind) for kind in MAP_KINDS}
     with replace_folder(path, "glm", overwrite=overwrite) as staging:
         write_networks_files(staging, maps["zmap"], masks, grid, params,
                              estimator="TaskGLM", estimator_params=estimator_params,
@@ -136,7 +143,7 @@ def write_glm_folder(path, masks, grid, params, document, maps, runs=None,
             for kind in MAP_KINDS:
                 if maps.get(kind) is None:
                     continue
-                files[kind] = f"{kind}_{names[entry['contrast']]}.nii.gz"
+                files[kind] = files_of[kind][entry["contrast"]]
                 save_image(grid.to_img(np.asarray(maps[kind][k], np.float32)),
                            staging / files[kind])
             entry["files"] = files

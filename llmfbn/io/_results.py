@@ -30,6 +30,7 @@ __all__ = [
     "ResultsTable",
     "check_results_output",
     "describe_differences",
+    "is_results_file",
     "open_results",
     "read_results",
     "read_settings",
@@ -81,6 +82,21 @@ def _read_csv(path):
     _check_columns(frame, f"{path} is not an llmfbn results CSV")
     frame["edit_value"] = frame["edit_value"].fillna("")
     return frame
+
+
+def is_results_file(path):
+    """True when ``path`` is a ``.csv`` whose header holds every :data:`RESULT_COLUMNS`."""
+    import csv
+
+    path = Path(path)
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return set(RESULT_COLUMNS) <= set(header)
 
 
 def _check_columns(frame, what):

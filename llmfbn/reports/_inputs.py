@@ -8,15 +8,14 @@ is searched one level down, so the output folder of ``make demo`` works as a
 whole.
 """
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmfbn.grid import NeuronGrid
 from llmfbn.io import (
-    RESULT_COLUMNS,
     folder_kind,
     is_consistency_file,
+    is_results_file,
     read_consistency,
     read_description,
     read_grid,
@@ -43,14 +42,6 @@ class ReportInput:
         return f"{self.kind} {self.path}"
 
 
-def _csv_header(path):
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            return next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return []
-
-
 def _recognise(path):
     """The ReportInput for ``path``, or None when it is none of the known kinds.
 
@@ -68,7 +59,7 @@ def _recognise(path):
         return ReportInput(kind, path, read_grid(path), details)
     if is_consistency_file(path):
         return ReportInput("consistency", path, details={"document": read_consistency(path)})
-    if path.suffix.lower() in (".csv", ".tsv") and set(RESULT_COLUMNS) <= set(_csv_header(path)):
+    if is_results_file(path):
         return ReportInput("intervention", path)
     return None
 
