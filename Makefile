@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.llmfbn-installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -ra -m "not integration"
+
+# The guard rails alone (also run by `make test`): import contracts and ruff.
+lint: install
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check --no-cache llmfbn tests benchmarks tutorials
 
 bench: install
 	$(PY) benchmarks/bench_record.py
