@@ -10,8 +10,10 @@
 
 Run::
 
-    .venv/bin/python benchmarks/bench_intervention.py --text ../shared/data/wikitext-2-raw/wiki.test.raw \\
-        --networks-dir results/acceptance/net-wikia-seed0 --networks 20 --controls 5 --max-tokens 8192
+    .venv/bin/python benchmarks/bench_intervention.py \\
+        --text ../shared/data/wikitext-2-raw/wiki.test.raw \\
+        --networks-dir results/acceptance/net-wikia-seed0 --networks 20 --controls 5 \\
+        --max-tokens 8192
 """
 
 import argparse

@@ -68,7 +68,6 @@ def runs_up_to(folders, budget):
 def synthetic(folder, n_neurons, n_tokens, tokens_per_run=128):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from conftest import planted_networks, write_synthetic_recording
-
     from llmfbn.grid import NeuronGrid
 
     width = 1536
@@ -92,7 +91,8 @@ def main():
 
     print(f"command: {' '.join(sys.argv)}")
     print(f"n_jobs={args.n_jobs}, n_components={args.n_components}")
-    print("| data | runs | tokens | neurons | fit s | peak RSS MB (main) | peak RSS MB (largest worker) |")
+    print("| data | runs | tokens | neurons | fit s | peak RSS MB (main) "
+          "| peak RSS MB (largest worker) |")
     print("|---|---|---|---|---|---|---|")
     for budget in args.tokens if args.recordings else []:
         paths, total = runs_up_to(args.recordings, budget)

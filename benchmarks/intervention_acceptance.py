@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from networks_acceptance import wikitext_halves
 
 from llmfbn.intervention import intervention_sweep, make_evaluation
 from llmfbn.models import load_model
 from llmfbn.networks import FunctionalNetworks, match_networks
-
-from networks_acceptance import wikitext_halves
 
 
 def table(rows):

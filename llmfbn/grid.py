@@ -192,7 +192,10 @@ class NeuronGrid:
         return padded.transpose(order)
 
     def from_volume(self, volume):
-        """Inverse of :meth:`to_volume`: ``(nx, ny, n_layers, ...)`` -> ``(..., n_layers, width)``."""
+        """Inverse of :meth:`to_volume`.
+
+        ``(nx, ny, n_layers, ...)`` -> ``(..., n_layers, width)``.
+        """
         volume = np.asarray(volume)
         if volume.shape[:3] != self.shape:
             raise ValueError(

@@ -10,7 +10,6 @@ import pytest
 
 from llmfbn import __version__
 from llmfbn.cli import main
-from llmfbn.grid import NeuronGrid
 from llmfbn.io import read_grid
 
 

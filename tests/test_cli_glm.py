@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from test_glm import between_runs, planted_set, write_labeled_recording
 
 from llmfbn.cli import main
 from llmfbn.grid import NeuronGrid
 from llmfbn.networks import FunctionalNetworks
-from test_glm import between_runs, planted_set, write_labeled_recording
 
 N_OK = (10, 12)  # the 10 planted neurons, at most 2 false positives
 

@@ -1,10 +1,13 @@
-"""Connectivity between networks over tokens (nilearn's ConnectivityMeasure, one run = one subject)."""
+"""Connectivity between networks over tokens.
+
+nilearn's ConnectivityMeasure, one run = one subject.
+"""
 
 import numpy as np
 import pytest
-from conftest import planted_networks, write_synthetic_recording
 from sklearn.covariance import EmpiricalCovariance
 
+from conftest import planted_networks, write_synthetic_recording
 from llmfbn.grid import NeuronGrid
 from llmfbn.networks import (
     CONNECTIVITY_KINDS,

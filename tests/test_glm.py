@@ -9,7 +9,6 @@ import pytest
 from scipy import stats
 
 from conftest import make_loaded, write_synthetic_recording
-from llmfbn.io._recording import run_sibling
 from llmfbn.glm import (
     Localizer,
     TaskGLM,
@@ -19,6 +18,7 @@ from llmfbn.glm import (
     plan_contrast,
 )
 from llmfbn.grid import NeuronGrid
+from llmfbn.io._recording import run_sibling
 from llmfbn.networks import FunctionalNetworks
 
 N_PER_CONDITION, N_TOKENS, SHIFT, N_PLANTED = 12, 40, 1.5, 10

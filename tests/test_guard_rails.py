@@ -122,9 +122,13 @@ def test_cli_main_sets_offline_mode(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("error, expected", [
-    (OutputExistsError("/x/out already holds a networks folder; pass overwrite=True to "
+    (OutputExistsError("/x/out already exists (a networks folder); pass overwrite=True to "
                        "replace it.", Path("/x/out")),
-     "llmfbn: error: /x/out already exists; pass --force to replace it."),
+     "llmfbn: error: /x/out already exists (a networks folder); pass --force to replace it."),
+    (ValueError("networks of model 'a' on model 'b': allow it explicitly "
+                "(allow_other_model=True)."),
+     "llmfbn: error: networks of model 'a' on model 'b': allow it explicitly "
+     "(--allow-other-model)."),
     (OutputLockedError("/x/out is being written by process 7; nothing was changed."),
      "llmfbn: error: /x/out is being written by process 7; nothing was changed."),
     (FormatError("/x/grid.json is not a valid grid.json: it lacks ['shape']."),

@@ -123,11 +123,11 @@ def test_networks_object_save_load_round_trip(tmp_path):
     k = 0
     assert doc["networks"][k]["size"] == int(nets.masks[k].sum())
     layers, units = np.nonzero(nets.masks[k])
-    expected = [[grid.layers[l], int(u)] for l, u in zip(layers, units)]
+    expected = [[grid.layers[slot], int(u)] for slot, u in zip(layers, units)]
     assert doc["networks"][k]["neurons"] == expected
     assert nets.indices(k).tolist() == expected
     assert doc["networks"][k]["layer_counts"] == {
-        str(grid.layers[l]): int(c) for l, c in enumerate(nets.layer_counts()[k]) if c}
+        str(grid.layers[slot]): int(c) for slot, c in enumerate(nets.layer_counts()[k]) if c}
 
 
 def test_to_torch_masks_per_layer():

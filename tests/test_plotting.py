@@ -11,9 +11,9 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from conftest import planted_networks, write_synthetic_recording  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from conftest import planted_networks, write_synthetic_recording  # noqa: E402
 from llmfbn import plotting  # noqa: E402
 from llmfbn.grid import NeuronGrid  # noqa: E402
 from llmfbn.intervention._experiments import COLUMNS  # noqa: E402
@@ -232,11 +232,11 @@ def test_flat_map_pixels_are_the_neurons(grid, zmap):
     assert image.origin == "lower"  # layer 0 at the bottom
     assert ax.get_xlabel() == "unit" and ax.get_ylabel() == "layer"
     assert image.norm.vmin == pytest.approx(-image.norm.vmax)
-    # Pixel (layer l, unit u) sits at data coordinates (u, l).
-    l, u = 1, 4
+    # Pixel (layer, unit) sits at data coordinates (unit, layer).
+    layer, unit = 1, 4
     x0, x1, y0, y1 = image.get_extent()
     assert (x0, x1, y0, y1) == (-0.5, WIDTH - 0.5, -0.5, N_LAYERS - 0.5)
-    assert shown[l, u] == pytest.approx(zmap[l, u]) == pytest.approx(-7.0)
+    assert shown[layer, unit] == pytest.approx(zmap[layer, unit]) == pytest.approx(-7.0)
 
 
 def test_flat_map_threshold_masks_small_values(grid, zmap):

@@ -31,8 +31,8 @@ def pipeline(tmp_path_factory, tiny_model_dir):
     held_out.write_text("the cat and the dog sat on a red mat in the sun . " * 20)
     model = ["--model", str(tiny_model_dir)]
     out = {name: root / name for name in ("rec", "net0", "net1", "glm")}
-    assert main(["record", "--input", str(table), "--out", str(out["rec"]), "--label-column", "label",
-                 "-q", *model]) == 0
+    assert main(["record", "--input", str(table), "--out", str(out["rec"]),
+                 "--label-column", "label", "-q", *model]) == 0
     for seed in (0, 1):
         assert main(["networks", str(out["rec"]), "--out", str(out[f"net{seed}"]),
                      "--n-components", "3", "--top-k", "6", "--random-state", str(seed),

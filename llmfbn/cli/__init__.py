@@ -19,7 +19,6 @@ from llmfbn.cli._intervene import add_intervention_parsers
 from llmfbn.cli._networks import add_networks_parsers
 from llmfbn.cli._record import add_record_parser
 from llmfbn.cli._report import add_report_parser
-from llmfbn.io import OutputExistsError
 
 __all__ = ["build_parser", "main"]
 
@@ -43,11 +42,17 @@ def build_parser():
     return parser
 
 
+#: Library words -> the flags that say the same on the command line.
+_API_TO_FLAGS = (("pass overwrite=True", "pass --force"), ("Pass overwrite=True", "Pass --force"),
+                 ("overwrite=True", "--force"),
+                 ("allow_other_model=True", "--allow-other-model"))
+
+
 def error_line(err):
     """The one line ``llmfbn: error: ...`` for ``err``, in the CLI's terms (flags)."""
-    if isinstance(err, OutputExistsError) and err.path is not None:
-        return f"llmfbn: error: {err.path} already exists; pass --force to replace it."
     message = " ".join(str(err).split()) or type(err).__name__
+    for api, flag in _API_TO_FLAGS:
+        message = message.replace(api, flag)
     return f"llmfbn: error: {message}"
 
 

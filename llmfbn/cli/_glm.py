@@ -41,8 +41,7 @@ def add_glm_parser(subparsers):
 
 def _cmd_glm(args):
     from llmfbn.glm import TaskGLM, check_threshold_params
-    from llmfbn.io import map_file_names
-    from llmfbn.io import check_output_folder
+    from llmfbn.io import check_output_folder, map_file_names
 
     # every cheap check before any image is read
     check_finite(args.threshold, "--threshold")

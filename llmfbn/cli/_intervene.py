@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+
 def add_intervention_parsers(subparsers):
     evaluate = subparsers.add_parser(
         "evaluate", help="perplexity and zero-shot accuracy of the unmodified model",

@@ -12,7 +12,10 @@ FOLD_MODES = ("inhibit", "amplify", "scale")
 
 
 def _columns(module):
-    """A view of the weight with one *column per neuron*: (out, in) for Linear, Conv1D transposed."""
+    """A view of the weight with one *column per neuron*.
+
+    (out, in) for Linear; Conv1D's weight transposed.
+    """
     weight = module.weight
     if isinstance(module, torch.nn.Linear):
         return weight

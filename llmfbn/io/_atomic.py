@@ -40,7 +40,8 @@ def staging_name(name, prefix=TMP_PREFIX):
 
 
 def _leftover_pattern(name):
-    return re.compile(r"^\.llmfbn-(tmp|old)-[0-9a-f]{%d}-%s$" % (2 * _TOKEN_BYTES, re.escape(name)))
+    hex_digits = 2 * _TOKEN_BYTES
+    return re.compile(rf"^\.llmfbn-(tmp|old)-[0-9a-f]{{{hex_digits}}}-{re.escape(name)}$")
 
 
 @contextmanager

@@ -152,7 +152,7 @@ def check_output_folder(path, kind, overwrite=False, resume=False):
                               f"folder there, even when asked to overwrite: choose another "
                               f"output folder.")
     if not (overwrite or resume):
-        raise OutputExistsError(f"{path} already holds a {kind} folder; pass overwrite=True "
+        raise OutputExistsError(f"{path} already exists (a {kind} folder); pass overwrite=True "
                                 f"to replace it.", path)
     return existing
 

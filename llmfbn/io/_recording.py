@@ -102,7 +102,10 @@ def run_sibling(bold, suffix):
 
 
 def run_name(bold):
-    """A run's name without suffix: ``sub-m_task-t_run-00001_bold.nii`` -> ``sub-m_task-t_run-00001``."""
+    """A run's name without suffix.
+
+    ``sub-m_task-t_run-00001_bold.nii`` -> ``sub-m_task-t_run-00001``.
+    """
     return run_sibling(bold, "").name.rstrip("_")
 
 

@@ -70,7 +70,9 @@ def _check_same_grid(networks, grid):
 
 def network_connectivity(networks, recording, kind="correlation", method="mean", task=None,
                          cov_estimator="auto"):
-    """Connectivity between networks over the tokens of each run (nilearn's ``ConnectivityMeasure``).
+    """Connectivity between networks over the tokens of each run.
+
+    nilearn's ``ConnectivityMeasure``, one run = one subject.
 
     Parameters
     ----------

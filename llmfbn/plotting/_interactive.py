@@ -81,7 +81,8 @@ def view_brain_map(stat, grid=None, threshold=None, vmax=None, cmap="cold_hot", 
     view = plotting.view_img(
         img, bg_img=False, cut_coords=tuple(float(c) for c in cut[:3]),
         threshold=threshold if threshold else 1e-6, cmap=cmap, symmetric_cmap=symmetric,
-        vmax=vmax, vmin=None if symmetric else vmin, black_bg=bool(black_bg), annotate=True, draw_cross=True, show_lr=False,
+        vmax=vmax, vmin=None if symmetric else vmin, black_bg=bool(black_bg), annotate=True,
+        draw_cross=True, show_lr=False,
         resampling_interpolation="nearest", title=title, width_view=width_view,
         opacity=opacity)
     if isinstance(getattr(view, "html", None), str):

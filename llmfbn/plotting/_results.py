@@ -322,7 +322,7 @@ def plot_consistency(result, report=None, metric="iou", labels=None, title=None,
     -------
     axes : matplotlib Axes or None
     """
-    from llmfbn.networks import MatchReport, Matching
+    from llmfbn.networks import Matching, MatchReport
 
     if isinstance(result, MatchReport):
         return _plot_report(result, title, figure, axes, output_file)
