@@ -122,7 +122,8 @@ def test_glm_cli_refuses_to_overwrite_without_force(tmp_path, recording, capsys)
     assert main(argv) == 0
     before = (out / "glm.json").read_bytes()
     assert main(argv) == 2
-    assert "already exists; pass --force" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert "already exists (a glm folder); pass --force" in line
     assert (out / "glm.json").read_bytes() == before
     assert main(argv + ["--force"]) == 0
 
