@@ -47,13 +47,16 @@ from llmfbn.datasets._base import DATA_ENV
 from llmfbn.datasets._tasks import TASKS, Item, TaskItems, load_task
 from llmfbn.evaluation._forward import position_limit
 from llmfbn.evaluation._perplexity import PerplexityResult, perplexity, read_text_rows
+from llmfbn.evaluation._scores import SCALES, MetricScore
 from llmfbn.evaluation._scoring import TaskResult, encode_pair, evaluate, evaluate_task
 
 __all__ = [
     "DATA_ENV",
     "TASKS",
     "Item",
+    "MetricScore",
     "PerplexityResult",
+    "SCALES",
     "TaskItems",
     "TaskResult",
     "encode_pair",

@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from llmfbn._utils import check_choice, check_positive_int, log
@@ -34,6 +35,10 @@ class PerplexityResult:
         Step between window starts (``max_length`` in ``"disjoint"`` mode).
     n_tokens : int
         Length of the tokenised text after ``max_tokens``.
+    window_nll : float array of shape (n_windows,)
+        Summed negative log-likelihood of each window's scored tokens.
+    window_tokens : int array of shape (n_windows,)
+        Scored tokens of each window.
     """
 
     perplexity: float
@@ -44,6 +49,8 @@ class PerplexityResult:
     max_length: int
     stride: int
     n_tokens: int = 0
+    window_nll: object = None
+    window_tokens: object = None
 
     @property
     def mean_nll(self):
@@ -194,7 +201,7 @@ def perplexity(model, tokenizer, source, max_length=1024, stride=512, mode="slid
 
     windows = make_windows(len(ids), max_length, stride, mode)
     log(f"perplexity: {len(ids)} tokens, {len(windows)} {mode} windows", verbose)
-    nll_sum, n_scored = 0.0, 0
+    window_nll, window_tokens = [], []
     pad = pad_id(tokenizer)
     with tqdm(total=len(windows), unit="win", desc=f"perplexity ({mode})",
               disable=verbose < 1) as progress:
@@ -203,13 +210,15 @@ def perplexity(model, tokenizer, source, max_length=1024, stride=512, mode="slid
             logps = target_logprobs(model, [ids[b:e] for b, e, _ in batch],
                                     [f - b for b, _, f in batch], pad)
             for logp in logps:
-                nll_sum -= float(logp.sum())
-                n_scored += len(logp)
+                window_nll.append(-float(logp.sum()))
+                window_tokens.append(len(logp))
             progress.update(len(batch))
+    nll_sum, n_scored = float(np.sum(window_nll)), int(np.sum(window_tokens))
     return PerplexityResult(
         perplexity=math.exp(nll_sum / n_scored), nll_sum=nll_sum,
         n_scored_tokens=n_scored, n_windows=len(windows), mode=mode,
         max_length=max_length, stride=stride, n_tokens=len(ids),
+        window_nll=np.asarray(window_nll), window_tokens=np.asarray(window_tokens),
     )
 
 

@@ -43,7 +43,10 @@ PERPLEXITY_TASKS = ("wikitext2", "text")
 
 @dataclass
 class Evaluation:
-    """A named measurement of a model: ``run(model, tokenizer) -> {metric: value}``.
+    """A named measurement of a model: ``run(model, tokenizer) -> {metric: score}``.
+
+    A score is a float or a :class:`llmfbn.evaluation.MetricScore` (its value
+    and the per-window or per-item units behind it).
 
     Attributes
     ----------
@@ -82,7 +85,7 @@ def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
         The task name of its rows (default ``task``): two evaluations of one
         kind in one results CSV need different names (``"sst2_dev"``).
     """
-    from llmfbn.evaluation import evaluate_task, load_task, perplexity
+    from llmfbn.evaluation import MetricScore, evaluate_task, load_task, perplexity
 
     if task in PERPLEXITY_TASKS:
         if not Path(path).is_file():
@@ -91,7 +94,8 @@ def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
         def run(model, tokenizer):
             result = perplexity(model, tokenizer, path, max_length=max_length, stride=stride,
                                 max_tokens=max_tokens)
-            return {"perplexity": result.perplexity}
+            return {"perplexity": MetricScore.perplexity(result.window_nll,
+                                                         result.window_tokens)}
 
         settings = {"kind": task, "file": _file_settings(path), "max_tokens": max_tokens,
                     "max_length": max_length, "stride": stride}
@@ -100,7 +104,8 @@ def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
 
     def run(model, tokenizer):
         result = evaluate_task(model, tokenizer, items, batch_size=batch_size)
-        return {"accuracy": result.accuracy, "accuracy_norm": result.accuracy_norm}
+        return {"accuracy": MetricScore.proportion(result.per_item["correct"]),
+                "accuracy_norm": MetricScore.proportion(result.per_item["correct_norm"])}
 
     source = Path(path) if path is not None else Path(items.path)
     return Evaluation(name or task, run, {"kind": task, "file": _file_settings(source),
@@ -236,7 +241,8 @@ def _baselines(loaded, evaluations, table, verbose):
             baselines[evaluation.task] = dict(zip(existing.metric, existing.value))
             continue
         log(f"Baseline {evaluation.task}", verbose)
-        scores = evaluation.run(loaded.model, loaded.tokenizer)
+        scores = {metric: float(score) for metric, score in
+                  evaluation.run(loaded.model, loaded.tokenizer).items()}
         baselines[evaluation.task] = scores
         table.append(dict(network="none", n_neurons=0, task=evaluation.task, metric=metric,
                           mode="none", edit_value="", value=score, control_mean=math.nan,
@@ -373,7 +379,8 @@ def _edited_rows(loaded, networks, k, mode, value, evaluation, n_controls, rando
         progress.update()
     rows = []
     for metric, score in edited.items():
-        mean, low, high = confidence_interval([c[metric] for c in control_scores])
+        score = float(score)
+        mean, low, high = confidence_interval([float(c[metric]) for c in control_scores])
         rows.append(dict(network=str(k), n_neurons=int(networks.sizes[k]),
                          task=evaluation.task, metric=metric, mode=mode,
                          edit_value=_value_key(value), value=score, control_mean=mean,
