@@ -207,3 +207,17 @@ def test_report_reads_every_input_through_its_owner(tmp_path, pipeline, capsys):
                  "-q"]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>") or "<html" in out.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net", "old.json", "r.html"]
+
+
+def test_empty_networks_are_shown_empty(pipeline, tmp_path, capsys):
+    """`networks --threshold 99` keeps empty networks; the report shows them, never stops."""
+    nets = tmp_path / "empty_nets"
+    assert main(["networks", str(pipeline["rec"]), "--out", str(nets), "--n-components", "3",
+                 "--threshold", "99", "-q"]) == 0
+    assert "kept empty" in capsys.readouterr().err
+    out = tmp_path / "r.html"
+    assert main(["report", str(pipeline["rec"]), str(nets), "--out", str(out), "-q"]) == 0
+    text = out.read_text()
+    assert text.count("empty (no neuron passed the threshold)") == 3
+    assert "Empty networks (no neuron passed the threshold" in text
+    assert "Top tokens" not in text  # an empty network has no activity to rank tokens by

@@ -140,6 +140,11 @@ def _networks_section(item, n, max_networks, recordings, connectivity_runs):
                                     "the 4-D image of network masks)."))
     section.add(figure_html(plot_layer_profile(networks),
                             caption="Neurons per layer of each network.", alt="layer profile"))
+    empty = [int(k) for k in np.flatnonzero(sizes == 0)]
+    if empty:
+        section.note(f"Empty networks (no neuron passed the threshold; kept so network indices "
+                     f"stay those of the decomposition): {empty}. They are drawn as empty "
+                     f"maps and left out of the connectivity matrix.")
     connectivity = _connectivity_html(networks, recordings, connectivity_runs)
     if connectivity:
         section.heading("Connectivity between networks")
@@ -149,10 +154,11 @@ def _networks_section(item, n, max_networks, recordings, connectivity_runs):
     section.heading("One map per network")
     cards = []
     for k in shown:
-        card = (f"<div class=\"card\"><h3>Network {k}: {sizes[k]} neurons</h3>"
+        heading = f"{sizes[k]} neurons" if sizes[k] else "empty (no neuron passed the threshold)"
+        card = (f"<div class=\"card\"><h3>Network {k}: {heading}</h3>"
                 + figure_html(plot_network(networks, k, kind="flat"), alt=f"network {k}"))
         tokens = (networks.top_tokens or [None] * len(networks))[k]
-        if tokens:
+        if tokens and sizes[k]:  # an empty network has no activity, so no top tokens
             lines = "".join(f"<li>{html.escape(row['context'])} "
                             f"<b>{row['activation']:.2f}</b></li>" for row in tokens[:8])
             card += f"<p class=\"note\">Top tokens</p><ol class=\"tokens\">{lines}</ol>"
@@ -168,13 +174,15 @@ def _connectivity_html(networks, recordings, max_runs):
     from llmfbn.networks import find_recording_images, network_connectivity
     from llmfbn.plotting import plot_connectivity
 
-    if not recordings:
+    kept = [int(k) for k in np.flatnonzero(networks.sizes > 0)]
+    if not recordings or len(kept) < 2:
         return ""
     recording = recordings[0]
     paths, _ = find_recording_images(recording.path)
-    connectome = network_connectivity(networks, paths[:max_runs], kind="correlation")
+    connectome = network_connectivity(networks.subset(kept), paths[:max_runs],
+                                      kind="correlation")
     return figure_html(
-        plot_connectivity(connectome, title="correlation"),
+        plot_connectivity(connectome, labels=[f"net {k}" for k in kept], title="correlation"),
         caption=f"Correlation between the networks' mean time series over "
                 f"{connectome.n_runs} runs of {recording.path.name} "
                 f"({int(np.sum(connectome.n_tokens))} tokens), averaged over runs (nilearn "
