@@ -63,6 +63,45 @@ def test_record_cli_errors_are_one_line(tmp_path, tiny_model_dir, args, message)
     assert "Traceback" not in out.stderr
 
 
+
+def test_record_cli_balanced_sample_with_label_names(tmp_path, tiny_model_dir, capsys):
+    table = tmp_path / "news.csv"
+    rows = [f"{i % 4 == 0:d},the cat {i},sat on the mat" for i in range(24)]  # 6 of 1, 18 of 0
+    table.write_text("label,title,description\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert main(["record", "--model", str(tiny_model_dir), "--input", str(table), "--out",
+                 str(out), "--text-column", "title,description", "--label-column", "label",
+                 "--label-names", "0=other,1=cat", "--sample", "8", "--stratify-by", "label",
+                 "--seed", "5", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "sample of 8 (seed 5, stratified by label): {'cat': 4, 'other': 4}" in printed
+    assert "input 'csv': 24 texts, 8 recorded" in printed
+    summary = json.loads(next(out.rglob("*_summary.json")).read_text())
+    assert summary["n_per_label"] == {"cat": 4, "other": 4} and summary["seed"] == 5
+    events = [line.split("\t") for line in next(out.rglob("*_events.tsv")).read_text()
+              .splitlines()[1:]]
+    assert {row[2] for row in events} <= {"cat", "other"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sample", "3", "--limit", "2"], "Give --limit (the first texts) or --sample"),
+    (["--stratify-by", "label"], "--stratify-by needs --sample"),
+    (["--sample", "30"], "--sample must be at most the number of non-empty texts"),
+    (["--sample", "2", "--stratify-by", "label"], "--stratify-by 'label' needs labels"),
+    (["--label-names", "1=positive"], "--label-names needs labels"),
+    (["--label-names", "1"], "LABEL=NAME"),
+    (["--label-column", "label", "--label-names", "1=positive"], "also holds labels ['0']"),
+    (["--input-format", "wikitext"], "--input-format 'wikitext' reads plain-text files"),
+])
+def test_record_cli_selection_errors_come_before_the_model(tmp_path, capsys, args, message):
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\nthe cat,1\nthe dog,0\n")
+    code = main(["record", "--model", "no-such-model", "--input", str(table), "--out",
+                 str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and message in err, err
+
+
 def test_killed_recording_resumes_to_the_same_result(tmp_path, tiny_model_dir):
     """SIGKILL mid-way: every image left behind is complete; a re-run finishes the job.
 

@@ -7,9 +7,16 @@ import torch
 from nilearn.maskers import MultiNiftiMasker, NiftiMasker
 
 from conftest import TINY_CONFIGS, make_loaded
+from llmfbn.io import ResumeMismatchError, read_events, read_grid
 from llmfbn.io import _recording as io_recording
-from llmfbn.io import read_events, read_grid
-from llmfbn.recording import ActivationRecorder, read_texts, record, record_activations
+from llmfbn.recording import (
+    ActivationRecorder,
+    parse_label_names,
+    read_texts,
+    record,
+    record_activations,
+    select_texts,
+)
 
 
 def _read_events(bold):
@@ -282,3 +289,171 @@ def test_crash_mid_recording_leaves_no_partial_image(tmp_path, tiny_llama, texts
     assert (resumed.n_runs_skipped, resumed.n_runs_written) == (2, 4)
     for bold, expected in zip(resumed.bold_files, record_activations(tiny_llama, texts)):
         np.testing.assert_allclose(resumed.grid.from_img(bold), expected, atol=1e-7)
+
+
+# -- selection, label names, several columns, WikiText ----------------------------------
+
+def _labelled(n_pos, n_neg):
+    texts = [f"good {i}" for i in range(n_pos)] + [f"bad {i}" for i in range(n_neg)]
+    return read_texts(texts, labels=["pos"] * n_pos + ["neg"] * n_neg)
+
+
+def test_stratified_sample_is_balanced_and_deterministic():
+    textset = _labelled(30, 10)
+    first = select_texts(textset, sample=12, stratify_by="label", seed=3)
+    assert first.selection["n_per_label"] == {"neg": 6, "pos": 6}
+    assert first.indices == sorted(first.indices)  # input order kept
+    assert len(set(first.indices)) == 12  # without replacement
+    again = select_texts(textset, sample=12, stratify_by="label", seed=3)
+    assert again.indices == first.indices
+    other = select_texts(textset, sample=12, stratify_by="label", seed=4)
+    assert other.indices != first.indices
+    plain = select_texts(textset, sample=12, seed=3)  # not stratified: unbalanced on average
+    assert len(plain) == 12 and plain.selection["stratify_by"] is None
+    odd = select_texts(textset, sample=13, stratify_by="label", seed=0)
+    assert sorted(odd.selection["n_per_label"].values()) == [6, 7]
+
+
+def test_a_small_class_gives_all_it_has_and_the_others_share_the_rest():
+    textset = _labelled(30, 4)
+    with pytest.warns(UserWarning, match=r"Labels \{'neg': 4\} have fewer texts"):
+        sample = select_texts(textset, sample=20, stratify_by="label", seed=0)
+    assert sample.selection["n_per_label"] == {"neg": 4, "pos": 16}
+    with pytest.raises(ValueError, match="at most the number of non-empty texts.*35 was"):
+        select_texts(textset, sample=35)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(limit=2, sample=3), "not both"),
+    (dict(stratify_by="label"), "'stratify_by' needs 'sample'"),
+    (dict(sample=3, stratify_by="topic"), "'stratify_by' must be one of"),
+    (dict(seed=1), "'seed' needs 'sample'"),
+    (dict(sample=0), "sample"),
+])
+def test_selection_arguments_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        select_texts(_labelled(3, 3), **kwargs)
+
+
+def test_sample_is_recorded_and_a_changed_sample_is_refused_on_resume(tmp_path, tiny_llama):
+    texts = [f"the cat {w}" for w in "sat ran is was far red".split()] * 2
+    labels = ["a"] * 6 + ["b"] * 6
+    out = tmp_path / "out"
+    rec = record(tiny_llama, texts, out, labels=labels, sample=4, stratify_by="label", seed=1,
+                 verbose=0)
+    assert rec.summary["n_per_label"] == {"a": 2, "b": 2}
+    assert (rec.summary["sample"], rec.summary["stratify_by"], rec.summary["seed"]) == (
+        4, "label", 1)
+    assert rec.summary["n_texts_in_input"] == 12 and rec.summary["n_texts"] == 4
+    saved = io_recording.read_summaries(out)[0]
+    assert saved["n_per_label"] == {"a": 2, "b": 2} and "n_texts_in_input" in saved["definitions"]
+    sidecar = json.loads(rec.bold_files[0].with_suffix(".json").read_text())
+    assert sidecar["Sample"] == {"sample": 4, "stratify_by": "label", "seed": 1}
+    again = record(tiny_llama, texts, out, labels=labels, sample=4, stratify_by="label", seed=1,
+                   verbose=0)
+    assert again.n_runs_skipped == 4
+    with pytest.raises(ResumeMismatchError, match="recorded from other texts"):
+        record(tiny_llama, texts, out, labels=labels, sample=4, stratify_by="label", seed=2,
+               verbose=0)
+
+
+def test_label_names_become_trial_types(tmp_path, tiny_llama):
+    path = tmp_path / "sst.tsv"
+    path.write_text("text\tlabel\nthe film was good\t1\nthe film was bad\t0\n")
+    rec = record(tiny_llama, path, tmp_path / "out", label_column="label",
+                 label_names={"0": "negative", "1": "positive"}, verbose=0)
+    assert [{e["trial_type"] for e in _read_events(b)} for b in rec.bold_files] == [
+        {"positive"}, {"negative"}]
+    assert rec.summary["label_names"] == {"0": "negative", "1": "positive"}
+    assert parse_label_names("0=negative, 1=positive") == {"0": "negative", "1": "positive"}
+    with pytest.raises(ValueError, match=r"also holds labels \['0'\]"):
+        read_texts(path, label_column="label", label_names={"1": "positive"})
+    with pytest.raises(ValueError, match=r"names labels \['2'\] that"):
+        read_texts(path, label_column="label", label_names={"0": "n", "1": "p", "2": "x"})
+    with pytest.raises(ValueError, match="without spaces"):
+        read_texts(path, label_column="label", label_names={"0": "not good", "1": "good"})
+    with pytest.raises(ValueError, match="several labels"):
+        read_texts(path, label_column="label", label_names={"0": "x", "1": "x"})
+    with pytest.raises(ValueError, match="LABEL=NAME"):
+        parse_label_names("0:negative")
+
+
+def test_label_names_allow_named_contrasts(tmp_path, tiny_llama):
+    from llmfbn.glm import TaskGLM
+
+    texts = ["the film was very good", "a good dog", "the sun is good", "we ran , good",
+             "the film was very bad", "a bad cat", "the fire is bad", "they ran , bad"]
+    rec = record(tiny_llama, texts, tmp_path / "out", labels=[1, 1, 1, 1, 0, 0, 0, 0],
+                 label_names={"0": "negative", "1": "positive"}, verbose=0)
+    glm = TaskGLM(verbose=0).fit(rec.out_dir, contrasts=["positive-negative"])
+    result = glm.localize(["positive-negative"], height_control=None, threshold=1.0)
+    assert result.contrasts == ["positive-negative"]
+
+
+def test_several_text_columns_are_joined_with_a_newline(tmp_path):
+    path = tmp_path / "news.csv"
+    path.write_text("label,title,description\n1,Cat wins,The cat sat.\n2,,Only a body\n"
+                    "3,Only a title,\n")
+    textset = read_texts(path, text_column=["title", "description"], label_column="label")
+    assert textset.texts == ["Cat wins\nThe cat sat.", "Only a body", "Only a title"]
+    with pytest.raises(ValueError, match="no column 'body'"):
+        read_texts(path, text_column=["title", "body"])
+
+
+def test_record_takes_labels_as_a_list(tmp_path, tiny_llama, texts):
+    rec = record(tiny_llama, texts, tmp_path / "out", labels=["a", "b"] * 3, verbose=0)
+    assert [{e["trial_type"] for e in _read_events(b)} for b in rec.bold_files] == [
+        {"a"}, {"b"}] * 3
+    with pytest.raises(ValueError, match="one label per text: 6 texts, 2 labels"):
+        record(tiny_llama, texts, tmp_path / "out2", labels=["a", "b"], verbose=0)
+
+
+WIKI = (" \n = Robert Boulter = \n \n Robert Boulter is an actor . \n \n = = Career = = \n"
+        " \n In 2000 he had a role . \n \n = Second Article = \n \n It is short . \n")
+
+
+def test_wikitext_headings_are_boundaries_not_texts(tmp_path):
+    path = tmp_path / "wiki.test.raw"
+    path.write_text(WIKI)
+    paragraphs = read_texts(path)  # auto: a WikiText file name
+    assert paragraphs.input_format == "wikitext"
+    assert paragraphs.texts == ["Robert Boulter is an actor .", "In 2000 he had a role .",
+                                "It is short ."]
+    assert paragraphs.indices == [3, 7, 11] and paragraphs.n_headings == 3
+    assert paragraphs.n_in_input == 3 and paragraphs.n_skipped_empty == 0
+    articles = read_texts(path, input_format="wikitext-articles")
+    assert articles.texts == ["Robert Boulter is an actor .\nIn 2000 he had a role .",
+                              "It is short ."]
+    assert articles.indices == [1, 9]
+    with pytest.warns(UserWarning, match="Skipped 6 empty"):
+        lines = read_texts(path, input_format="lines")  # the old reading, on request
+    assert " = Robert Boulter = " in lines.texts and lines.n_in_input == 12
+    plain = tmp_path / "notes.txt"
+    plain.write_text(" = Not a heading here = \n")
+    assert read_texts(plain).input_format == "lines"
+    with pytest.raises(ValueError, match="reads plain-text files"):
+        read_texts(_csv(tmp_path), input_format="wikitext")
+
+
+def _csv(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("text\nhello\n")
+    return path
+
+
+def test_input_counts_mean_the_same_for_every_format(tmp_path, tiny_llama):
+    """n_texts_in_input counts the reader's texts, empty ones included, before selection."""
+    (tmp_path / "a.txt").write_text("the cat\n\nthe dog\nthe sun\n")
+    (tmp_path / "a.jsonl").write_text('{"text": "the cat"}\n{"text": ""}\n{"text": "the dog"}\n'
+                                      '{"text": "the sun"}\n')
+    (tmp_path / "wiki.a.raw").write_text(" = T = \n \n the cat \n \n \n the dog \n the sun \n"
+                                         " \n")
+    summaries = {}
+    for name in ("a.txt", "a.jsonl", "wiki.a.raw"):
+        rec = record(tiny_llama, tmp_path / name, tmp_path / f"out-{name}", limit=2, verbose=0)
+        summaries[name] = {k: rec.summary[k] for k in ("n_texts_in_input", "n_skipped_empty",
+                                                       "n_texts")}
+    assert summaries["a.txt"] == summaries["a.jsonl"] == {
+        "n_texts_in_input": 4, "n_skipped_empty": 1, "n_texts": 2}
+    assert summaries["wiki.a.raw"] == {"n_texts_in_input": 3, "n_skipped_empty": 0,
+                                       "n_texts": 2}

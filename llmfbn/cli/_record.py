@@ -13,7 +13,14 @@ def add_record_parser(subparsers):
                    help="built-in name, local model folder, .gguf file or cached hub id "
                         "(default: smollm2-135m)")
     p.add_argument("--input", required=True, type=Path,
-                   help=".txt/.raw (one text per line), .jsonl, .csv or .tsv")
+                   help=".txt/.raw/.tokens (plain text, see --input-format), .jsonl, .csv "
+                        "or .tsv")
+    p.add_argument("--input-format", default="auto",
+                   choices=("auto", "lines", "wikitext", "wikitext-articles"),
+                   help="reader of a plain-text file: lines (one text per line), wikitext "
+                        "(one text per paragraph; '= Title =' headings and blank lines are "
+                        "boundaries, not texts), wikitext-articles (one text per article); "
+                        "auto (default): wikitext for wiki.*.raw/wiki.*.tokens, else lines")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--task", help="BIDS task label (default: the input file's stem)")
     p.add_argument("--subject", help="BIDS subject label (default: from the model name)")
@@ -29,8 +36,21 @@ def add_record_parser(subparsers):
     p.add_argument("--texts-per-run", type=int, default=1,
                    help="texts concatenated into one run (default 1)")
     p.add_argument("--limit", type=int, help="record only the first N non-empty texts")
-    p.add_argument("--text-column", help="text field of .jsonl/.csv/.tsv input (default 'text')")
+    p.add_argument("--sample", type=int,
+                   help="record N non-empty texts drawn at random without replacement "
+                        "(kept in input order; see --stratify-by, --seed)")
+    p.add_argument("--stratify-by", choices=("label",),
+                   help="with --sample: the same number of texts per label (a label with too "
+                        "few gives all it has, the others share the rest)")
+    p.add_argument("--seed", type=int, help="seed of --sample (default 0)")
+    p.add_argument("--text-column",
+                   help="text field(s) of .jsonl/.csv/.tsv input (default 'text'); several "
+                        "comma-separated fields ('title,description') are joined in order "
+                        "with a newline")
     p.add_argument("--label-column", help="label field, written as the events' trial_type")
+    p.add_argument("--label-names",
+                   help="a name for every label, e.g. '0=negative,1=positive': the events' "
+                        "trial_type gets the names (GLM contrast 'positive-negative')")
     p.add_argument("--dtype", default="float32",
                    help="image data type: float32 (default) or float64; NIfTI has no float16")
     p.add_argument("--compress", action="store_true",
@@ -58,22 +78,50 @@ def _parse_layers(text):
     return sorted(set(layers))
 
 
+#: Library parameter names in error messages -> the flags of `llmfbn record`.
+_FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "sample", "stratify_by", "seed", "limit", "label_names", "label_column", "text_column",
+    "input_format", "max_tokens", "batch_size", "texts_per_run")}
+
+
+def _in_flags(err):
+    """The same error, naming the flags instead of the library's parameters."""
+    message = str(err)
+    for name, flag in _FLAGS.items():
+        message = message.replace(f"'{name}'", flag).replace(f"{name}=", f"{flag} ")
+    return type(err)(message)
+
+
 def _cmd_record(args):
     from llmfbn.models import load_model
-    from llmfbn.recording import check_record_params, record
+    from llmfbn.recording import check_record_params, read_texts, record, select_texts
+    from llmfbn.recording._texts import parse_label_names
 
     verbose = 0 if args.quiet else 1
-    check_record_params(args.input, args.out, task=args.task, subject=args.subject,
-                        signal=args.signal, max_tokens=args.max_tokens,
-                        batch_size=args.batch_size, texts_per_run=args.texts_per_run,
-                        long_texts=args.long_texts, limit=args.limit, dtype=args.dtype)
+    text_column = args.text_column
+    if text_column is not None and "," in text_column:
+        text_column = [c.strip() for c in text_column.split(",")]
+    try:
+        label_names = None if args.label_names is None else parse_label_names(args.label_names)
+        check_record_params(args.input, args.out, task=args.task, subject=args.subject,
+                            signal=args.signal, max_tokens=args.max_tokens,
+                            batch_size=args.batch_size, texts_per_run=args.texts_per_run,
+                            long_texts=args.long_texts, limit=args.limit, dtype=args.dtype,
+                            label_names=label_names, input_format=args.input_format,
+                            sample=args.sample, stratify_by=args.stratify_by, seed=args.seed)
+        # The texts are read and sampled before the model loads: their errors come first.
+        textset = select_texts(
+            read_texts(args.input, text_column=text_column, label_column=args.label_column,
+                       label_names=label_names, input_format=args.input_format),
+            limit=args.limit, sample=args.sample, stratify_by=args.stratify_by, seed=args.seed)
+    except (ValueError, TypeError) as err:
+        raise _in_flags(err) from err
     model = load_model(args.model, trust_remote_code=args.trust_remote_code, verbose=verbose)
     recording = record(
-        model, args.input, args.out, task=args.task, subject=args.subject,
+        model, textset, args.out, task=args.task, subject=args.subject,
         signal=args.signal, layers=args.layers, max_tokens=args.max_tokens,
         batch_size=args.batch_size, texts_per_run=args.texts_per_run,
-        long_texts=args.long_texts, limit=args.limit, text_column=args.text_column,
-        label_column=args.label_column, dtype=args.dtype, compress=args.compress,
+        long_texts=args.long_texts, dtype=args.dtype, compress=args.compress,
         verbose=verbose,
     )
     print_recording(recording)
@@ -87,6 +135,14 @@ def print_recording(recording):
           f"{grid.width} units on a {grid.shape} grid (mask: {recording.mask_file.name})")
     print(f"  task {s['task']!r}: {s['n_runs']} runs, {s['n_tokens']} tokens "
           f"({recording.n_runs_written} runs written now, {recording.n_runs_skipped} resumed)")
+    headings = f" ({s['n_headings']} WikiText headings read as boundaries)" if s.get(
+        "n_headings") else ""
+    print(f"  input {s.get('input_format')!r}: {s.get('n_texts_in_input')} texts{headings}, "
+          f"{s.get('n_texts')} recorded")
+    if s.get("sample") is not None:
+        print(f"  sample of {s['sample']} (seed {s['seed']}"
+              + (f", stratified by {s['stratify_by']}" if s.get("stratify_by") else "") + ")"
+              + (f": {s['n_per_label']}" if s.get("n_per_label") else ""))
     print(f"  skipped empty texts: {s['n_skipped_empty']}, truncated: {s['n_truncated']} "
           f"({s['n_tokens_dropped']} tokens dropped), split: {s['n_split']}")
     if recording.bold_files:

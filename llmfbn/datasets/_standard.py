@@ -8,19 +8,14 @@ that :func:`llmfbn.evaluation.load_task` scores. They sit under ``task_items``,
 not ``items``: a Bunch is a dict, and ``bunch.items`` is the dict method.
 """
 
-import re
-
 import numpy as np
 from sklearn.utils import Bunch
 
 from llmfbn._utils import check_choice
 from llmfbn.datasets._base import dataset_file, describe
 from llmfbn.datasets._tasks import TASKS, TaskItems, load_task
-
-#: A WikiText article title, `` = Title = `` (one ``=`` on each side).
-_WIKI_TITLE = re.compile(r"^ = ([^=].*) = $")
-#: Any WikiText heading: `` = Title = ``, `` = = Section = = ``, ...
-_WIKI_HEADING = re.compile(r"^ =( =)* .* =( =)* $")
+from llmfbn.datasets._wikitext import WIKI_HEADING as _WIKI_HEADING
+from llmfbn.datasets._wikitext import WIKI_TITLE as _WIKI_TITLE
 
 SST2_SPLITS = ("train", "dev")
 SST2_LABEL_NAMES = ["negative", "positive"]

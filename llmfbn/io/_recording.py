@@ -157,9 +157,36 @@ def read_sidecar(bold):
     return document
 
 
+#: What the counts of a task summary mean; the same for every input format.
+SUMMARY_DEFINITIONS = {
+    "n_texts_in_input": "texts the reader offered, empty ones included, before any selection: "
+                        "lines of a plain-text file, records of a .jsonl file, data rows of a "
+                        ".csv/.tsv file, items of a list; for WikiText (input_format "
+                        "'wikitext' or 'wikitext-articles') paragraphs or articles, headings "
+                        "and blank lines being boundaries, not texts",
+    "n_headings": "WikiText heading lines read as boundaries (0 for other formats)",
+    "n_skipped_empty": "texts of n_texts_in_input that were empty or whitespace, skipped",
+    "n_texts": "texts recorded: n_texts_in_input - n_skipped_empty, then the first 'limit' "
+               "or a 'sample' of them",
+    "n_empty_after_tokenization": "texts of n_texts that gave no token, skipped",
+    "n_truncated": "texts over max_tokens cut to their first max_tokens tokens",
+    "n_tokens_dropped": "tokens cut off by truncation",
+    "n_split": "texts over max_tokens split into several forward passes",
+    "n_per_label": "recorded texts per label (after limit or sample)",
+    "n_runs": "runs (4-D images) of the task",
+    "n_tokens": "tokens (volumes) in all runs of the task",
+}
+
+
 def write_summary(path, summary):
-    """Write a task's ``_summary.json`` atomically, with its format version."""
-    write_json(path, {"format_version": SUMMARY_FORMAT_VERSION, **summary}, indent=2)
+    """Write a task's ``_summary.json`` atomically, with its format version.
+
+    The counts present in ``summary`` are explained under ``"definitions"``
+    (:data:`SUMMARY_DEFINITIONS`).
+    """
+    definitions = {k: v for k, v in SUMMARY_DEFINITIONS.items() if k in summary}
+    write_json(path, {"format_version": SUMMARY_FORMAT_VERSION, **summary,
+                      "definitions": definitions}, indent=2)
 
 
 def read_summaries(folder):

@@ -9,7 +9,7 @@ from llmfbn.recording._record import (
     record,
     record_activations,
 )
-from llmfbn.recording._texts import TextSet, read_texts
+from llmfbn.recording._texts import TextSet, parse_label_names, read_texts, select_texts
 
 __all__ = [
     "ActivationRecorder",
@@ -18,8 +18,10 @@ __all__ = [
     "TextSet",
     "bids_label",
     "check_record_params",
+    "parse_label_names",
     "plan_runs",
     "read_texts",
     "record",
     "record_activations",
+    "select_texts",
 ]

@@ -35,8 +35,13 @@ class RunPlan:
 
     @property
     def input_hash(self):
-        """SHA-256 of the run's text indices and token ids (detects changed input)."""
-        payload = [[p.text_index, p.part, p.token_ids] for p in self.pieces]
+        """SHA-256 of the run's text indices, token ids and labels (detects changed input).
+
+        A piece's label enters only when it has one, so unlabelled runs keep
+        the hash they had before labels were hashed.
+        """
+        payload = [[p.text_index, p.part, p.token_ids] + ([p.label] if p.label is not None
+                                                          else []) for p in self.pieces]
         return "sha256:" + hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 

@@ -14,7 +14,14 @@ from llmfbn.io._recording import check_label
 from llmfbn.models import SIGNALS, LoadedModel, load_model
 from llmfbn.recording._capture import ActivationRecorder
 from llmfbn.recording._plan import LONG_TEXT_MODES, plan_runs
-from llmfbn.recording._texts import check_text_source, read_texts
+from llmfbn.recording._texts import (
+    TextSet,
+    check_label_names,
+    check_selection,
+    check_text_source,
+    read_texts,
+    select_texts,
+)
 
 __all__ = ["Recording", "check_record_params", "record", "record_activations"]
 
@@ -142,7 +149,9 @@ def _events(tokenizer, pieces):
 def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
            layers=None, max_tokens=256, batch_size=8, texts_per_run=1,
            long_texts="truncate", limit=None, text_column=None,
-           label_column=None, dtype="float32", compress=False, verbose=1):
+           label_column=None, dtype="float32", compress=False, labels=None,
+           label_names=None, input_format="auto", sample=None, stratify_by=None,
+           seed=None, verbose=1):
     """Record every MLP neuron at every token into a folder of Nifti images.
 
     One model is one subject, the input is one task, and each text (or
@@ -157,10 +166,12 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     ----------
     model : LoadedModel or str
         A loaded model, or a name for :func:`llmfbn.load_model`.
-    texts : str, Path or list of str
-        A ``.txt``/``.raw`` (one text per line), ``.jsonl``, ``.csv`` or
-        ``.tsv`` file, or the texts themselves. Empty texts are skipped with a
-        warning and counted.
+    texts : str, Path, list of str or TextSet
+        A ``.txt``/``.raw``/``.tokens`` (plain text, see ``input_format``),
+        ``.jsonl``, ``.csv`` or ``.tsv`` file, or the texts themselves. Empty
+        texts are skipped with a warning and counted. A :class:`TextSet` from
+        :func:`read_texts` (and :func:`select_texts`) is recorded as it is:
+        then leave the reading and selection arguments at their defaults.
     out_dir : str or Path
     task : str, optional
         BIDS task label. Default: the input file's stem, or ``"texts"``.
@@ -181,9 +192,12 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
         cut is counted in the sidecar), or split into consecutive pieces.
     limit : int, optional
         Record only the first ``limit`` non-empty texts.
-    text_column, label_column : str, optional
-        Columns of a .jsonl/.csv/.tsv input. ``text_column`` defaults to
-        ``"text"``; labels become the events' ``trial_type``.
+    text_column : str or list of str, optional
+        Column(s) of a .jsonl/.csv/.tsv input holding the text, default
+        ``"text"``; several columns are joined in order with a newline.
+    label_column : str, optional
+        Column of a .jsonl/.csv/.tsv input holding a label per text; labels
+        become the events' ``trial_type`` (GLM conditions).
     dtype : {"float32", "float64"}, default "float32"
         Image data type. NIfTI has no 16-bit float type, so ``"float16"`` is
         refused with an explanation; use ``compress=True`` to save disk.
@@ -192,6 +206,25 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
         (about 6 % smaller on SmolLM2), gzip makes recording about 4x slower
         and loading about 20x slower, and uncompressed ``.nii`` files
         memory-map (``benchmarks/bench_record.py``).
+    labels : list, optional
+        One label per text when ``texts`` is a list.
+    label_names : dict, optional
+        ``{label: name}`` for every label (``{"0": "negative", "1":
+        "positive"}``): the events' ``trial_type`` gets the names.
+    input_format : {"auto", "lines", "wikitext", "wikitext-articles"}, default "auto"
+        Reader of a plain-text file (see :func:`read_texts`): WikiText's files
+        (``wiki.test.raw``, ...) are read as paragraphs with headings as
+        boundaries unless ``"lines"`` is given.
+    sample : int, optional
+        Record a random sample of ``sample`` non-empty texts, drawn without
+        replacement (see :func:`select_texts`), kept in input order.
+    stratify_by : {"label"}, optional
+        Draw the sample equally from every label (a label with too few texts
+        gives all it has and the others share the rest).
+    seed : int, optional
+        Seed of the sample, default 0. The sample is in the summary and in
+        every run's sidecar; a run recorded from another sample is refused on
+        resume (its ``InputHash`` differs).
     verbose : int, default 1
         0 is silent; 1 shows a progress bar and a summary.
 
@@ -213,13 +246,24 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     check_record_params(texts, out_dir, task=task, subject=subject, signal=signal,
                         max_tokens=max_tokens, batch_size=batch_size,
                         texts_per_run=texts_per_run, long_texts=long_texts, limit=limit,
-                        dtype=dtype)
-    textset = read_texts(texts, text_column=text_column, label_column=label_column)
-    if limit is not None:
-        for key in ("texts", "indices"):
-            setattr(textset, key, getattr(textset, key)[:limit])
-        if textset.labels is not None:
-            textset.labels = textset.labels[:limit]
+                        dtype=dtype, label_names=label_names, input_format=input_format,
+                        sample=sample, stratify_by=stratify_by, seed=seed)
+    if isinstance(texts, TextSet):
+        given = {k: v for k, v in (("text_column", text_column), ("label_column", label_column),
+                                   ("labels", labels), ("label_names", label_names),
+                                   ("limit", limit), ("sample", sample),
+                                   ("stratify_by", stratify_by), ("seed", seed))
+                 if v is not None}
+        if given or input_format != "auto":
+            raise ValueError(f"'texts' is a TextSet, already read and selected: leave "
+                             f"{sorted(given) or ['input_format']} at their defaults.")
+        textset = texts
+    else:
+        textset = select_texts(
+            read_texts(texts, text_column=text_column, label_column=label_column,
+                       labels=labels, label_names=label_names, input_format=input_format),
+            limit=limit, sample=sample, stratify_by=stratify_by, seed=seed)
+    selection = textset.selection or {}
     loaded = _as_loaded(model, verbose)
     if task is None:
         task = bids_label(Path(textset.source).stem) if textset.source != "<list>" else "texts"
@@ -254,7 +298,10 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
             "SignalDescription": SIGNALS[signal], "Layers": recorder.layers,
             "Units": recorder.width, "MaxTokens": max_tokens,
             "TextsPerRun": texts_per_run, "LongTexts": long_texts,
-            "DataType": dtype,
+            "DataType": dtype, "InputFormat": textset.input_format,
+            "TextColumn": text_column, "LabelNames": textset.label_names,
+            "Sample": {k: selection.get(k) for k in ("sample", "stratify_by", "seed")}
+            if "sample" in selection else None,
             "InputFile": textset.source if textset.source == "<list>"
             else str(Path(textset.source).resolve()),
             "GeneratedBy": f"llmfbn {__version__}",
@@ -282,10 +329,13 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
 
         summary = {
             "task": task, "subject": subject, "input": textset.source,
-            "n_texts_in_input": len(textset.texts) + textset.n_skipped_empty,
+            "input_format": textset.input_format,
+            "n_texts_in_input": textset.n_in_input, "n_headings": textset.n_headings,
             "n_skipped_empty": textset.n_skipped_empty, **stats,
-            "limit": limit, "n_runs": len(runs),
-            "n_tokens": sum(run.n_tokens for run in runs),
+            "limit": selection.get("limit"), "sample": selection.get("sample"),
+            "stratify_by": selection.get("stratify_by"), "seed": selection.get("seed"),
+            "n_per_label": selection.get("n_per_label"), "label_names": textset.label_names,
+            "n_runs": len(runs), "n_tokens": sum(run.n_tokens for run in runs),
         }
         layout.write_summary(summary)
         bold_files = layout.bold_files()
@@ -301,7 +351,8 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
 
 def check_record_params(texts, out_dir, task=None, subject=None, signal="mlp",
                         max_tokens=256, batch_size=8, texts_per_run=1,
-                        long_texts="truncate", limit=None, dtype="float32"):
+                        long_texts="truncate", limit=None, dtype="float32", label_names=None,
+                        input_format="auto", sample=None, stratify_by=None, seed=None):
     """The cheap checks of :func:`record`, run before any model is loaded.
 
     Checks the arguments' values, that the input exists, and that ``out_dir``
@@ -320,11 +371,13 @@ def check_record_params(texts, out_dir, task=None, subject=None, signal="mlp",
     check_positive_int(max_tokens, "max_tokens")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(texts_per_run, "texts_per_run")
-    check_positive_int(limit, "limit", allow_none=True)
+    check_selection(limit, sample, stratify_by, seed)
+    check_label_names(label_names)
     for value, what in ((task, "task"), (subject, "subject")):
         if value is not None:
             check_label(value, what)
-    check_text_source(texts)
+    if not isinstance(texts, TextSet):
+        check_text_source(texts, input_format)
     check_recording_output(out_dir)
 
 
