@@ -27,10 +27,14 @@ def add_intervention_parsers(subparsers):
                                 "(e.g. the base model of a fine-tuned one)")
     for p in (evaluate, intervene):
         p.add_argument("--model", default="smollm2-135m")
-        p.add_argument("--eval", action="append", required=True, metavar="TASK=PATH",
-                       help="wikitext2=PATH or text=PATH (perplexity), or sst2, piqa, "
-                            "arc_easy, arc_challenge, openbookqa, winogrande, boolq =PATH; "
-                            "repeat for several")
+        p.add_argument("--eval", action="append", required=True, metavar="NAME=FORMAT:PATH",
+                       help="an evaluation named NAME (the CSV's task column), repeat for "
+                            "several. FORMAT: text or wikitext2 (perplexity of a plain-text "
+                            "file), mc (JSONL: query, choices, gold), cloze (JSONL: context, "
+                            "continuation), or a built-in task: sst2, piqa, boolq, arc_easy, "
+                            "arc_challenge, openbookqa, winogrande, hellaswag, lambada_openai "
+                            "(PATH: its folder or file). NAME=PATH when NAME is a format, "
+                            "e.g. sst2=../data/sst2, mytask=mc:items.jsonl")
         p.add_argument("--limit", type=int, help="zero-shot: the first N items")
         p.add_argument("--max-tokens", type=int,
                        help="perplexity: the first N tokens (default: the whole file)")
@@ -49,24 +53,52 @@ def add_intervention_parsers(subparsers):
     intervene.set_defaults(func=_cmd_intervene)
 
 
+def _split_eval(spec):
+    """``NAME=FORMAT:PATH`` or ``NAME=PATH`` -> ``(name, format, path)``."""
+    from llmfbn.evaluation import EVALUATION_KINDS
+
+    def unknown(what, given):
+        kinds = ", ".join(f"{k} ({d})" for k, d in EVALUATION_KINDS.items())
+        return ValueError(f"'--eval' takes NAME=FORMAT:PATH (or FORMAT=PATH), e.g. "
+                          f"mytask=mc:items.jsonl or sst2=../data/sst2; FORMAT is one of: "
+                          f"{kinds}. {what} {given!r} was provided.")
+
+    if "=" not in spec:
+        raise unknown("The spec", spec)
+    name, rest = (part.strip() for part in spec.split("=", 1))
+    kind, sep, path = rest.partition(":")
+    if sep and kind.strip() in EVALUATION_KINDS:
+        kind, path = kind.strip(), path.strip()
+    elif name in EVALUATION_KINDS:
+        kind, path = name, rest
+    else:
+        raise unknown(f"The format of {name!r} (in {spec!r}) is missing or unknown:", rest)
+    if not path:
+        raise ValueError(f"'--eval' {spec!r} gives no PATH after the format {kind!r}.")
+    return name, kind, path
+
+
+def _eval_path(spec):
+    """The file or folder an ``--eval`` spec reads."""
+    return _split_eval(spec)[2]
+
+
 def _parse_evals(specs, args):
     from llmfbn.intervention import make_evaluation
 
     evaluations, files = [], {}
     for spec in specs:
-        if "=" not in spec:
-            raise ValueError(f"'--eval' takes TASK=PATH, e.g. wikitext2=wiki.test.raw. "
-                             f"{spec!r} was provided.")
-        task, path = (part.strip() for part in spec.split("=", 1))
-        if task in files:
-            raise ValueError(f"'--eval' names task {task!r} twice ({files[task]} and {path}): "
-                             f"their rows could not be told apart. Evaluate one file per task "
-                             f"in one --out.")
-        files[task] = path
-        evaluations.append(make_evaluation(task, Path(path), limit=args.limit,
+        name, kind, path = _split_eval(spec)
+        if name in files:
+            raise ValueError(f"'--eval' names task {name!r} twice ({files[name]} and {path}): "
+                             f"their rows could not be told apart. Give each evaluation its "
+                             f"own NAME, e.g. --eval {name}_2={kind}:{path}.")
+        files[name] = path
+        evaluations.append(make_evaluation(kind, Path(path), limit=args.limit,
                                            max_tokens=args.max_tokens,
                                            batch_size=args.batch_size,
-                                           max_length=args.max_length, stride=args.stride))
+                                           max_length=args.max_length, stride=args.stride,
+                                           name=name))
     return evaluations
 
 
@@ -99,7 +131,7 @@ def _check_numbers(args):
 
 #: The flags that set each setting of the results' settings file.
 _FLAGS = {"model": "--model", "networks": "--networks", "n_controls": "--controls",
-          "random_state": "--random-state", "kind": "the task", "file": "the --eval file",
+          "random_state": "--random-state", "kind": "the --eval format", "file": "the --eval file",
           "limit": "--limit", "max_tokens": "--max-tokens", "max_length": "--max-length",
           "stride": "--stride"}
 
@@ -155,7 +187,7 @@ def _cmd_intervene(args):
         values = _parse_values(args.value, args.mode)
         networks = FunctionalNetworks.load(args.networks)
         ids = check_network_ids(networks, _parse_network_ids(args.network, len(networks)))
-        check_leakage(args.networks, [spec.split("=", 1)[1].strip() for spec in args.eval])
+        check_leakage(args.networks, [_eval_path(spec) for spec in args.eval])
     try:
         check_out_csv(args.out, evaluations, networks,
                       args.controls if intervene else None,

@@ -44,16 +44,32 @@ default leading special tokens.
 """
 
 from llmfbn.datasets._base import DATA_ENV
-from llmfbn.datasets._tasks import TASKS, Item, TaskItems, load_task
-from llmfbn.evaluation._forward import position_limit
+from llmfbn.datasets._tasks import FORMATS, TASKS, ClozeItem, Item, TaskItems, load_task
+from llmfbn.evaluation._forward import position_limit, target_logprobs
+from llmfbn.evaluation._kinds import EVALUATION_KINDS
 from llmfbn.evaluation._perplexity import PerplexityResult, perplexity, read_text_rows
 from llmfbn.evaluation._scores import SCALES, MetricScore
-from llmfbn.evaluation._scoring import TaskResult, encode_pair, evaluate, evaluate_task
+from llmfbn.evaluation._scoring import (
+    ClozeResult,
+    Loglikelihoods,
+    TaskResult,
+    encode_pair,
+    evaluate,
+    evaluate_cloze,
+    evaluate_task,
+    leading_special_ids,
+    score_requests,
+)
 
 __all__ = [
     "DATA_ENV",
+    "EVALUATION_KINDS",
+    "FORMATS",
     "TASKS",
+    "ClozeItem",
+    "ClozeResult",
     "Item",
+    "Loglikelihoods",
     "MetricScore",
     "PerplexityResult",
     "SCALES",
@@ -61,9 +77,13 @@ __all__ = [
     "TaskResult",
     "encode_pair",
     "evaluate",
+    "evaluate_cloze",
     "evaluate_task",
+    "leading_special_ids",
     "load_task",
     "perplexity",
     "position_limit",
     "read_text_rows",
+    "score_requests",
+    "target_logprobs",
 ]

@@ -51,7 +51,7 @@ def _accepts_logits_to_keep(model):
         return False
 
 
-def target_logprobs(model, sequences, starts, pad_token_id=0):
+def target_logprobs(model, sequences, starts, pad_token_id=0, return_greedy=False):
     """Log-probabilities of ``seq[start:]`` given the tokens before, for a batch.
 
     Parameters
@@ -64,12 +64,17 @@ def target_logprobs(model, sequences, starts, pad_token_id=0):
         For sequence ``i``, tokens ``starts[i]`` to ``len(sequences[i]) - 1``
         are scored; ``1 <= starts[i] <= len(sequences[i])``.
     pad_token_id : int, default 0
+    return_greedy : bool, default False
+        Also say, per sequence, whether every scored token is the model's
+        argmax prediction (lm-eval's ``is_greedy``).
 
     Returns
     -------
     list of ndarray
         ``out[i]`` has shape (len(sequences[i]) - starts[i],), float64:
         ``log p(seq[t] | seq[:t])`` for each scored ``t``.
+    greedy : list of bool
+        Only with ``return_greedy``.
     """
     import torch
 
@@ -92,13 +97,15 @@ def target_logprobs(model, sequences, starts, pad_token_id=0):
         offset = first
     with torch.inference_mode():
         logits = model(ids.to(model_device(model)), **kwargs).logits
-        out = []
+        out, greedy = [], []
         for row, (n, start) in enumerate(zip(lengths, starts)):
             if start >= n:
                 out.append(np.zeros(0))
+                greedy.append(True)
                 continue
             rows = logits[row, start - 1 - offset:n - 1 - offset].float()
             targets = ids[row, start:n].to(rows.device)
             logp = torch.log_softmax(rows, dim=-1).gather(1, targets[:, None])[:, 0]
             out.append(logp.double().cpu().numpy())
-    return out
+            greedy.append(bool((rows.argmax(dim=-1) == targets).all()))
+    return (out, greedy) if return_greedy else out

@@ -1,13 +1,14 @@
-"""Zero-shot multiple choice by log-likelihood (never by parsing generated text)."""
+"""Zero-shot multiple choice and cloze by log-likelihood (never by parsing generated text)."""
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from llmfbn._utils import check_positive_int, log
-from llmfbn.datasets._tasks import Item, load_task
+from llmfbn.datasets._tasks import ClozeItem, Item, load_task
 from llmfbn.evaluation._forward import pad_id, position_limit, target_logprobs
 
 
@@ -142,26 +143,59 @@ def _check_items(items):
             )
 
 
-def score_requests(model, tokenizer, requests, batch_size=8, verbose=0, desc="score"):
+class Loglikelihoods(NamedTuple):
+    """What :func:`score_requests` gives per ``(context, continuation)`` request.
+
+    Attributes
+    ----------
+    loglik : float ndarray of shape (n_requests,)
+        Summed log-likelihood (nats) of the continuation's tokens.
+    n_tokens : int ndarray of shape (n_requests,)
+        Continuation tokens scored.
+    joint : bool ndarray of shape (n_requests,)
+        False where the continuation was tokenised apart from its context
+        (see :func:`encode_pair`).
+    greedy : bool ndarray of shape (n_requests,)
+        True where every continuation token is the model's argmax prediction
+        (lm-eval's ``is_greedy``).
+    """
+
+    loglik: np.ndarray
+    n_tokens: np.ndarray
+    joint: np.ndarray
+    greedy: np.ndarray
+
+
+def score_requests(model, tokenizer, requests, batch_size=8, verbose=0, desc="score",
+                   add_special_tokens=True):
     """Summed log-likelihood of each continuation given its context.
+
+    lm-evaluation-harness' ``loglikelihood`` requests, computed here:
+    :func:`encode_pair` splits each pair into tokens; contexts longer than
+    the model's position limit lose tokens from the left.
 
     Parameters
     ----------
     model, tokenizer
+        A causal LM in eval mode and its tokenizer; hooks on the model apply.
     requests : list of (str, str)
         ``(context, continuation)`` pairs.
     batch_size : int, default 8
         Sequences per forward pass; longest first, right-padded.
     verbose : int, default 0
+    desc : str, default "score"
+        Progress bar label.
+    add_special_tokens : bool, default True
+        Put the tokenizer's default leading special tokens (e.g. BOS, see
+        :func:`leading_special_ids`) before each context; False as
+        lm-eval's ``add_bos_token=False``.
 
     Returns
     -------
-    loglik : ndarray, shape (n_requests,)
-    n_tokens : ndarray of int, shape (n_requests,)
-        Continuation tokens scored.
-    joint : ndarray of bool, shape (n_requests,)
+    Loglikelihoods
+        ``(loglik, n_tokens, joint, greedy)``, each of shape (n_requests,).
     """
-    prefix = leading_special_ids(tokenizer)
+    prefix = leading_special_ids(tokenizer) if add_special_tokens else []
     limit = position_limit(model)
     sequences, starts, joint = [], [], []
     for context, continuation in requests:
@@ -179,17 +213,20 @@ def score_requests(model, tokenizer, requests, batch_size=8, verbose=0, desc="sc
         joint.append(is_joint)
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     loglik = np.zeros(len(sequences))
+    greedy = np.zeros(len(sequences), dtype=bool)
     pad = pad_id(tokenizer)
     with tqdm(total=len(order), unit="seq", desc=desc, disable=verbose < 1) as progress:
         for k in range(0, len(order), batch_size):
             idx = order[k:k + batch_size]
-            logps = target_logprobs(model, [sequences[i] for i in idx],
-                                    [starts[i] for i in idx], pad)
-            for i, logp in zip(idx, logps):
+            logps, is_greedy = target_logprobs(model, [sequences[i] for i in idx],
+                                               [starts[i] for i in idx], pad,
+                                               return_greedy=True)
+            for i, logp, flag in zip(idx, logps, is_greedy):
                 loglik[i] = logp.sum()
+                greedy[i] = flag
             progress.update(len(idx))
     n_tokens = np.array([len(s) - a for s, a in zip(sequences, starts)])
-    return loglik, n_tokens, np.array(joint, dtype=bool)
+    return Loglikelihoods(loglik, n_tokens, np.array(joint, dtype=bool), greedy)
 
 
 def evaluate_task(model, tokenizer, items, batch_size=8, verbose=0):
@@ -198,9 +235,10 @@ def evaluate_task(model, tokenizer, items, batch_size=8, verbose=0):
     Each option's continuation is scored as the sum of its tokens'
     log-probabilities given the context (see :func:`encode_pair` for how the
     tokens are split; the tokenizer's default leading special tokens, e.g.
-    BOS, go before the context). Options of several items are batched
-    together, longest first, with right padding; batching does not change the
-    scores beyond float rounding. Contexts longer than the model's position
+    BOS, go before the context unless ``items.add_special_tokens`` is
+    False). Options of several items are batched together, longest first,
+    with right padding; batching does not change the scores beyond float
+    rounding. Contexts longer than the model's position
     limit lose tokens from the left.
 
     Parameters
@@ -209,7 +247,9 @@ def evaluate_task(model, tokenizer, items, batch_size=8, verbose=0):
         A causal LM in eval mode. Forward hooks on it (interventions) apply.
     tokenizer : transformers.PreTrainedTokenizerBase
     items : list of Item
-        E.g. from :func:`load_task`; its ``task`` attribute names the result.
+        E.g. from :func:`load_task`; its ``task`` attribute names the result
+        and its ``add_special_tokens`` (default True) says whether the
+        tokenizer's default leading special tokens go before each context.
     batch_size : int, default 8
         Sequences (options) per forward pass.
     verbose : int, default 0
@@ -225,8 +265,9 @@ def evaluate_task(model, tokenizer, items, batch_size=8, verbose=0):
     check_positive_int(batch_size, "batch_size")
     task = getattr(items, "task", "custom")
     requests = [pair for item in items for pair in item.requests()]
-    loglik, n_tokens, joint = score_requests(model, tokenizer, requests, batch_size,
-                                             verbose, desc=task)
+    loglik, n_tokens, joint, _ = score_requests(
+        model, tokenizer, requests, batch_size, verbose, desc=task,
+        add_special_tokens=getattr(items, "add_special_tokens", True))
     rows, pos = [], 0
     for item in items:
         m = item.n_options
@@ -253,14 +294,90 @@ def evaluate_task(model, tokenizer, items, batch_size=8, verbose=0):
                       per_item=per_item)
 
 
+@dataclass(frozen=True)
+class ClozeResult:
+    """Greedy accuracy and perplexity of continuations (lm-eval ``loglikelihood`` tasks).
+
+    Attributes
+    ----------
+    task : str
+    n : int
+        Number of items.
+    accuracy : float
+        Share of items whose every continuation token is the greedy (argmax)
+        prediction (lm-eval ``acc`` of ``lambada_openai``).
+    accuracy_stderr : float
+        As :attr:`TaskResult.accuracy_stderr`.
+    perplexity : float
+        ``exp(mean over items of the continuation's summed NLL)``: lm-eval's
+        ``perplexity`` aggregation (``exp(-mean(loglik))``), one unit per
+        item whatever its number of tokens.
+    per_item : pandas.DataFrame
+        One row per item: ``id``, ``loglik``, ``n_tokens``, ``correct``
+        (greedy) and ``joint`` (see :func:`encode_pair`).
+    """
+
+    task: str
+    n: int
+    accuracy: float
+    accuracy_stderr: float
+    perplexity: float
+    per_item: object
+
+
+def evaluate_cloze(model, tokenizer, items, batch_size=8, verbose=0):
+    """Score cloze items: greedy accuracy and perplexity of each continuation.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A causal LM in eval mode. Forward hooks on it (interventions) apply.
+    tokenizer : transformers.PreTrainedTokenizerBase
+    items : list of ClozeItem
+        E.g. ``load_task("lambada_openai")``; its ``task`` attribute names the
+        result and its ``add_special_tokens`` (default True) says whether the
+        tokenizer's default leading special tokens go before each context.
+    batch_size : int, default 8
+    verbose : int, default 0
+
+    Returns
+    -------
+    ClozeResult
+    """
+    import pandas as pd
+
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f"'items' must be a non-empty list of ClozeItem. "
+                         f"{type(items).__name__} was provided.")
+    for k, item in enumerate(items):
+        if not isinstance(item, ClozeItem):
+            raise TypeError(f"'items' must hold ClozeItem objects. Item {k} is a "
+                            f"{type(item).__name__}.")
+    check_positive_int(batch_size, "batch_size")
+    task = getattr(items, "task", "custom")
+    scores = score_requests(model, tokenizer, [item.request() for item in items], batch_size,
+                            verbose, desc=task,
+                            add_special_tokens=getattr(items, "add_special_tokens", True))
+    per_item = pd.DataFrame({"id": [item.id for item in items], "loglik": scores.loglik,
+                             "n_tokens": scores.n_tokens, "correct": scores.greedy,
+                             "joint": scores.joint})
+    n = len(per_item)
+    acc = float(scores.greedy.mean())
+    ppl = float(np.exp(-scores.loglik.mean()))
+    log(f"{task}: acc {acc:.4f}, perplexity {ppl:.4g} on {n} items", verbose)
+    return ClozeResult(task=task, n=n, accuracy=acc, accuracy_stderr=_stderr(acc, n),
+                       perplexity=ppl, per_item=per_item)
+
+
 def evaluate(model, tokenizer, task_name, path=None, limit=None, batch_size=8, verbose=0):
-    """:func:`load_task` then :func:`evaluate_task`.
+    """:func:`load_task` then :func:`evaluate_task` (or :func:`evaluate_cloze`).
 
     Parameters
     ----------
     model, tokenizer
     task_name : str
-        One of :data:`TASKS`.
+        One of :data:`TASKS`, or a format of :data:`FORMATS` with ``path``
+        its JSONL file.
     path : str or path, optional
         The dataset's folder; defaults to ``$LLMFBN_DATA/<task_name>``.
     limit : int or None, default None
@@ -270,7 +387,9 @@ def evaluate(model, tokenizer, task_name, path=None, limit=None, batch_size=8, v
 
     Returns
     -------
-    TaskResult
+    TaskResult or ClozeResult
+        ClozeResult for cloze tasks (``lambada_openai``, ``cloze``).
     """
     items = load_task(task_name, path, limit=limit, verbose=verbose)
-    return evaluate_task(model, tokenizer, items, batch_size=batch_size, verbose=verbose)
+    score = evaluate_cloze if items.kind == "cloze" else evaluate_task
+    return score(model, tokenizer, items, batch_size=batch_size, verbose=verbose)
