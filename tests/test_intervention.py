@@ -10,14 +10,17 @@ import pytest
 import torch
 
 from conftest import TINY_CONFIGS, make_loaded
+from llmfbn.evaluation import MetricScore
 from llmfbn.grid import NeuronGrid
 from llmfbn.hooks import active_hook_count
 from llmfbn.intervention import (
+    CI_METHODS,
     COLUMNS,
     Evaluation,
     NonFiniteActivationError,
     amplify,
     baseline_rows,
+    compare_to_controls,
     confidence_interval,
     edit_neurons,
     fold_edit,
@@ -27,6 +30,7 @@ from llmfbn.intervention import (
     matched_controls,
     resolve_targets,
     scale,
+    summarise_edit,
 )
 from llmfbn.io import (
     FormatError,
@@ -503,4 +507,160 @@ def test_overwrite_replaces_a_settings_file_of_an_unknown_version(tmp_path, eval
     baseline_rows(make_loaded(), evaluations, out_csv=out, verbose=0)
     settings_path(out).write_text(json.dumps({"format_version": 99, "tasks": {}}))
     baseline_rows(make_loaded(), evaluations, out_csv=out, overwrite=True, verbose=0)
-    assert json.loads(settings_path(out).read_text())["format_version"] == 1
+    assert json.loads(settings_path(out).read_text())["format_version"] == 2
+
+
+# -- honest statistics (issue 10) ---------------------------------------------------
+
+
+def _perplexity_scores(n_controls, rng, n=24, effect=0.05, spread=0.01, difficulty=0.5,
+                       noise=0.02):
+    """Network and controls on the same windows: a shared per-window difficulty."""
+    tokens = rng.integers(400, 600, n).astype(float)
+    hardness = rng.normal(3.0, difficulty, n)
+    network = MetricScore.perplexity(tokens * (hardness + effect + rng.normal(0, noise, n)),
+                                     tokens)
+    controls = [MetricScore.perplexity(tokens * (hardness + shift + rng.normal(0, noise, n)),
+                                       tokens)
+                for shift in rng.normal(0.0, spread, n_controls)]
+    return network, controls
+
+
+@pytest.mark.parametrize("n_controls", [2, 3])
+def test_perplexity_intervals_stay_above_zero(n_controls):
+    # controls far apart: Student-t on raw perplexity goes below zero
+    values = [5.0, 60.0, 30.0][:n_controls]
+    assert confidence_interval(values)[1] < 0
+    controls = [MetricScore(v, "perplexity") for v in values]
+    stats = compare_to_controls(MetricScore(40.0, "perplexity"), controls)
+    assert stats.ci_method == "t-log-controls"
+    assert 0 < stats.control_ci_low < stats.control_mean < stats.control_ci_high
+    assert stats.control_mean == pytest.approx(np.exp(np.mean(np.log(values))))  # geometric
+    assert 0 < stats.ratio_ci_low < stats.ratio < stats.ratio_ci_high
+    assert stats.ratio == pytest.approx(40.0 / stats.control_mean)
+    rng = np.random.default_rng(0)
+    network, controls = _perplexity_scores(n_controls, rng, spread=1.0)
+    paired = compare_to_controls(network, controls)
+    assert paired.ci_method == "paired-t-log-units+controls" and paired.n_units == 24
+    assert 0 < paired.control_ci_low < paired.control_mean < paired.control_ci_high
+    assert 0 < paired.ratio_ci_low < paired.ratio < paired.ratio_ci_high
+
+
+@pytest.mark.parametrize("n_controls", [2, 3])
+@pytest.mark.parametrize("accuracies", [(0.97, 1.0, 0.99), (0.0, 0.04, 0.02), (0.3, 0.9, 0.6)])
+def test_accuracy_intervals_stay_in_0_1(n_controls, accuracies):
+    n = 100
+    controls = [MetricScore.proportion(np.arange(n) < round(a * n))
+                for a in accuracies[:n_controls]]
+    network = MetricScore.proportion(np.arange(n) < 50)
+    for scores in (controls, [MetricScore(c.value, "proportion") for c in controls]):
+        edited = network if scores is controls else MetricScore(0.5, "proportion")
+        stats = compare_to_controls(edited, scores)
+        assert stats.ci_method in ("paired-wilson-units+controls", "wilson-controls")
+        assert 0 <= stats.control_ci_low <= stats.control_mean <= stats.control_ci_high <= 1
+        if stats.control_mean > 0:
+            assert 0 < stats.ratio_ci_low <= stats.ratio <= stats.ratio_ci_high
+        else:
+            assert np.isnan(stats.ratio_ci_low)  # a ratio to 0 has no log-scale interval
+
+
+def test_paired_interval_is_narrower_when_units_share_their_difficulty():
+    network, controls = _perplexity_scores(3, np.random.default_rng(1))
+    paired = compare_to_controls(network, controls)
+    unpaired = compare_to_controls(network, controls, paired=False)
+    assert unpaired.ci_method == "t-log-units+controls"
+    assert paired.ratio == pytest.approx(unpaired.ratio)
+    width = paired.ratio_ci_high - paired.ratio_ci_low
+    assert width < (unpaired.ratio_ci_high - unpaired.ratio_ci_low) / 5
+    assert paired.ratio_ci_low > 1 and paired.p_value < 0.05  # the 5 % effect is found
+    assert unpaired.ratio_ci_low < 1  # ... and lost in the windows' difficulty unpaired
+    # accuracy: items hard or easy for every model
+    rng = np.random.default_rng(2)
+    easy = rng.random(300) < 0.7
+    network = MetricScore.proportion(easy & (rng.random(300) < 0.85))
+    controls = [MetricScore.proportion(easy & (rng.random(300) < 0.97)) for _ in range(3)]
+    paired = compare_to_controls(network, controls)
+    unpaired = compare_to_controls(network, controls, paired=False)
+    assert (paired.ratio_ci_high - paired.ratio_ci_low
+            < 0.8 * (unpaired.ratio_ci_high - unpaired.ratio_ci_low))
+
+
+def test_paired_interval_covers_the_truth_at_its_level_with_3_controls():
+    # both sources matter here: control-to-control spread and window sampling
+    rng = np.random.default_rng(3)
+    covered, unit_only = [], []
+    for _ in range(400):
+        network, controls = _perplexity_scores(3, rng, spread=0.02, noise=0.05)
+        stats = compare_to_controls(network, controls)
+        covered.append(stats.ratio_ci_low <= np.exp(0.05) <= stats.ratio_ci_high)
+        one = compare_to_controls(network, controls[:1])  # 1 control: unit sampling only
+        assert one.ci_method == "paired-t-log-units"
+        unit_only.append(one.ratio_ci_low <= np.exp(0.05) <= one.ratio_ci_high)
+    assert 0.92 <= np.mean(covered) <= 0.99
+    assert np.mean(unit_only) < 0.85  # ignoring the controls' spread would under-cover
+
+
+def test_compare_to_controls_bad_input():
+    with pytest.raises(ValueError, match="at least 1 score"):
+        compare_to_controls(1.0, [])
+    with pytest.raises(ValueError, match="share one scale"):
+        compare_to_controls(MetricScore(2.0, "perplexity"), [2.0, 3.0])
+    one = compare_to_controls(MetricScore(2.0, "perplexity"), [MetricScore(3.0, "perplexity")])
+    assert one.ci_method == "none" and np.isnan(one.control_ci_low)
+    assert set(CI_METHODS) >= {"none", "t-controls", "t-log-controls", "wilson-controls"}
+
+
+def test_summarise_edit_rows():
+    network, controls = _perplexity_scores(2, np.random.default_rng(4))
+    base = MetricScore.perplexity(network.units * 0.9, network.weights)
+    rows = summarise_edit({"perplexity": network}, [{"perplexity": c} for c in controls],
+                          {"perplexity": base}, network=3, n_neurons=12, task="wiki",
+                          mode="amplify", edit_value=2.0)
+    assert len(rows) == 1 and list(rows[0]) == COLUMNS
+    row = rows[0]
+    assert (row["network"], row["edit_value"], row["n_controls"], row["n_units"]) == \
+        ("3", "2", 2, 24)
+    assert row["baseline"] == base.value and row["ci_method"] in CI_METHODS
+    assert row["ratio"] == pytest.approx(row["value"] / row["control_mean"])
+
+
+def test_sweep_csv_names_the_method_of_every_interval(tmp_path, eval_files):
+    out = tmp_path / "r.csv"
+    evaluations = _evaluations(eval_files, limit=3) + [_mean_logit_evaluation([])]
+    _sweep(make_loaded(), out, evaluations, n_controls=2)
+    table = pd.read_csv(out, dtype={"network": str}, keep_default_na=False)
+    assert list(table.columns) == COLUMNS
+    edited = table[table.network == "0"].set_index("metric")
+    assert edited.loc["perplexity", "ci_method"] == "paired-t-log-units+controls"
+    assert edited.loc["accuracy", "ci_method"] == "paired-wilson-units+controls"
+    assert edited.loc["mean_logit", "ci_method"] == "t-controls"
+    assert edited.loc["accuracy", "n_units"] == 3 and edited.loc["perplexity", "n_units"] > 1
+    assert (table[table.network == "none"].ci_method == "").all()
+    assert (edited.loc["perplexity", ["control_ci_low", "ratio_ci_low"]].astype(float) > 0).all()
+    rows = read_results(out)
+    assert rows.ci_method.tolist() == table.ci_method.tolist()
+
+
+def test_a_csv_of_format_1_is_read_but_never_resumed(tmp_path, eval_files):
+    out = tmp_path / "r.csv"
+    evaluations = _evaluations(eval_files)[:1]
+    _sweep(make_loaded(), out, evaluations, n_controls=2)
+    old_columns = ["network", "n_neurons", "task", "metric", "mode", "edit_value", "value",
+                   "control_mean", "control_ci_low", "control_ci_high", "ratio",
+                   "n_controls", "baseline"]
+    pd.read_csv(out, dtype={"network": str})[old_columns].to_csv(out, index=False)
+    settings = json.loads(settings_path(out).read_text())
+    settings_path(out).write_text(json.dumps(dict(settings, format_version=1)))
+    before = out.read_bytes()
+    rows = read_results(out)  # still plotted and reported
+    assert list(rows.columns) == COLUMNS
+    assert rows.set_index("network").ci_method.to_dict() == {"none": "", "0": "t-controls"}
+    assert rows.ratio_ci_low.isna().all()
+    for run in (lambda: _sweep(make_loaded(), out, evaluations, n_controls=2),
+                lambda: baseline_rows(make_loaded(), evaluations, out_csv=out, verbose=0)):
+        with pytest.raises(OutputExistsError, match="results of format 1 .* this llmfbn writes "
+                                                    "format 2"):
+            run()
+    assert out.read_bytes() == before
+    _sweep(make_loaded(), out, evaluations, n_controls=2, overwrite=True)
+    assert read_results(out).ci_method.tolist() == ["", "paired-t-log-units+controls"]

@@ -15,7 +15,6 @@ from conftest import make_loaded, make_tokenizer, shared_data
 from llmfbn.cli import main
 from llmfbn.evaluation import (
     EVALUATION_KINDS,
-    ClozeItem,
     Item,
     evaluate,
     evaluate_cloze,

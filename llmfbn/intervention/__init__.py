@@ -1,6 +1,12 @@
 """Interventions: inhibit or amplify neurons with torch hooks, against matched controls."""
 
-from llmfbn.intervention._controls import confidence_interval, matched_controls
+from llmfbn.intervention._controls import (
+    CI_METHODS,
+    ControlComparison,
+    compare_to_controls,
+    confidence_interval,
+    matched_controls,
+)
 from llmfbn.intervention._edit import (
     NonFiniteActivationError,
     amplify,
@@ -16,6 +22,7 @@ from llmfbn.intervention._experiments import (
     check_out_csv,
     intervention_sweep,
     make_evaluation,
+    summarise_edit,
 )
 from llmfbn.intervention._fold import fold_edit
 from llmfbn.intervention._targets import (
@@ -26,7 +33,9 @@ from llmfbn.intervention._targets import (
 )
 
 __all__ = [
+    "CI_METHODS",
     "COLUMNS",
+    "ControlComparison",
     "Evaluation",
     "NonFiniteActivationError",
     "amplify",
@@ -34,6 +43,7 @@ __all__ = [
     "check_network_ids",
     "check_networks_fit",
     "check_out_csv",
+    "compare_to_controls",
     "confidence_interval",
     "edit_neurons",
     "fold_edit",
@@ -44,5 +54,6 @@ __all__ = [
     "model_grid",
     "resolve_targets",
     "scale",
+    "summarise_edit",
     "targets_to_mask",
 ]

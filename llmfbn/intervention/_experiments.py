@@ -1,12 +1,22 @@
 """Experiments: each network edited vs matched random controls, as a tidy CSV.
 
 One row per (network, task, metric, mode, value): the metric with the network
-edited, the mean and 95 % confidence interval over ``n_controls`` matched
-random neuron sets, and ``ratio = value / control_mean``; plus one
-``network = none`` row per (task, metric) for the unmodified model. Rows are
-written as each network finishes (atomic rewrite, the CSV locked), and a
-rerun with the same CSV skips what is already there, after checking that
-the CSV's settings file (:mod:`llmfbn.io._results`) agrees with this run.
+edited, the mean of ``n_controls`` matched random neuron sets and its 95 %
+interval, ``ratio = value / control_mean`` with its 95 % interval, a p-value
+of ``ratio = 1`` and the method behind the intervals (``ci_method``); plus
+one ``network = none`` row per (task, metric) for the unmodified model.
+
+Intervals live where the metric lives: log perplexity (``control_mean`` is
+the controls' geometric mean perplexity) and a bounded scale for accuracy.
+When the evaluation returns :class:`~llmfbn.evaluation.MetricScore` values
+(per-window NLL, per-item outcomes), network and controls are compared unit
+by unit (paired), and the interval adds unit sampling to the
+control-to-control spread (:func:`~llmfbn.intervention.compare_to_controls`,
+:func:`summarise_edit`).
+
+Rows are written as each network finishes (atomic rewrite, the CSV locked),
+and a rerun with the same CSV skips what is already there, after checking
+that the CSV's settings file (:mod:`llmfbn.io._results`) agrees with this run.
 """
 
 import hashlib
@@ -20,7 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from llmfbn._utils import check_choice, check_positive_int, log
-from llmfbn.intervention._controls import confidence_interval, matched_controls
+from llmfbn.intervention._controls import compare_to_controls, matched_controls
 from llmfbn.intervention._edit import amplify, inhibit, scale
 from llmfbn.intervention._targets import check_networks_fit
 from llmfbn.io import (
@@ -34,7 +44,7 @@ from llmfbn.io import (
 )
 
 __all__ = ["COLUMNS", "Evaluation", "baseline_rows", "check_network_ids", "check_out_csv",
-           "intervention_sweep", "make_evaluation"]
+           "intervention_sweep", "make_evaluation", "summarise_edit"]
 
 #: The results CSV's columns (owned by :mod:`llmfbn.io`: :data:`llmfbn.io.RESULT_COLUMNS`).
 COLUMNS = RESULT_COLUMNS
@@ -277,7 +287,23 @@ def check_out_csv(out_csv, evaluations, networks=None, n_controls=None, random_s
                                             random_state), overwrite)
 
 
+def _n_units(score):
+    units = getattr(score, "units", None)
+    return 0 if units is None else len(units)
+
+
+def _baseline_row(task, metric, score):
+    """The ``network = none`` row of one metric of the unmodified model."""
+    value = float(score)
+    return dict(network="none", n_neurons=0, task=task, metric=metric, mode="none",
+                edit_value="", value=value, control_mean=math.nan, control_ci_low=math.nan,
+                control_ci_high=math.nan, ratio=math.nan, ratio_ci_low=math.nan,
+                ratio_ci_high=math.nan, p_value=math.nan, ci_method="", n_controls=0,
+                n_units=_n_units(score), baseline=value)
+
+
 def _baselines(loaded, evaluations, table, verbose):
+    """``{task: {metric: score}}`` of the unmodified model (CSV rows reused as floats)."""
     rows = table.rows
     baselines = {}
     for evaluation in evaluations:
@@ -286,15 +312,49 @@ def _baselines(loaded, evaluations, table, verbose):
             baselines[evaluation.task] = dict(zip(existing.metric, existing.value))
             continue
         log(f"Baseline {evaluation.task}", verbose)
-        scores = {metric: float(score) for metric, score in
-                  evaluation.run(loaded.model, loaded.tokenizer).items()}
+        scores = evaluation.run(loaded.model, loaded.tokenizer)
         baselines[evaluation.task] = scores
-        table.append(dict(network="none", n_neurons=0, task=evaluation.task, metric=metric,
-                          mode="none", edit_value="", value=score, control_mean=math.nan,
-                          control_ci_low=math.nan, control_ci_high=math.nan, ratio=math.nan,
-                          n_controls=0, baseline=score)
+        table.append(_baseline_row(evaluation.task, metric, score)
                      for metric, score in scores.items())
     return baselines
+
+
+def summarise_edit(edited, controls, baseline, network, n_neurons, task, mode,
+                   edit_value=None, level=0.95):
+    """Rows of the results CSV for one edited network against its controls.
+
+    A pure function of the scores, however they were computed (one
+    evaluation per edit, or several edits per batch).
+
+    Parameters
+    ----------
+    edited : dict of {str: MetricScore or float}
+        Each metric with the network edited.
+    controls : list of dict of {str: MetricScore or float}
+        The same metrics for each matched control, on the same windows or
+        items in the same order (for paired statistics).
+    baseline : dict of {str: MetricScore or float}
+        The unmodified model's metrics (its ``baseline`` column).
+    network : int or str
+    n_neurons : int
+    task, mode : str
+    edit_value : float, optional
+        Added value (amplify) or factor (scale); None for inhibit.
+    level : float, default 0.95
+
+    Returns
+    -------
+    list of dict
+        One row per metric of ``edited``, with :data:`COLUMNS` as keys; the
+        statistics are those of :func:`~llmfbn.intervention.compare_to_controls`.
+    """
+    rows = []
+    for metric, score in edited.items():
+        comparison = compare_to_controls(score, [c[metric] for c in controls], level=level)
+        rows.append(dict(network=str(network), n_neurons=int(n_neurons), task=task,
+                         metric=metric, mode=mode, edit_value=_value_key(edit_value),
+                         **comparison.to_dict(), baseline=float(baseline[metric])))
+    return rows
 
 
 def baseline_rows(loaded, evaluations, out_csv=None, overwrite=False, verbose=1):
@@ -422,14 +482,5 @@ def _edited_rows(loaded, networks, k, mode, value, evaluation, n_controls, rando
                              for slot, layer in enumerate(networks.grid.layers)}):
             control_scores.append(evaluation.run(model, tokenizer))
         progress.update()
-    rows = []
-    for metric, score in edited.items():
-        score = float(score)
-        mean, low, high = confidence_interval([float(c[metric]) for c in control_scores])
-        rows.append(dict(network=str(k), n_neurons=int(networks.sizes[k]),
-                         task=evaluation.task, metric=metric, mode=mode,
-                         edit_value=_value_key(value), value=score, control_mean=mean,
-                         control_ci_low=low, control_ci_high=high,
-                         ratio=score / mean if mean else math.nan, n_controls=n_controls,
-                         baseline=baselines[evaluation.task][metric]))
-    return rows
+    return summarise_edit(edited, control_scores, baselines[evaluation.task], k,
+                          networks.sizes[k], evaluation.task, mode, value)

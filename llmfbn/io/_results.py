@@ -13,6 +13,12 @@ only when every setting it shares with the manifest is the same; new tasks,
 networks, modes and values may be added. A CSV without its manifest is
 refused unless it is replaced. The CSV is locked while it is written, and
 every write (manifest first, then rows) is atomic.
+
+The manifest's ``format_version`` is the CSV's too: format 2 added the ratio
+intervals, ``p_value``, ``ci_method`` and ``n_units`` (:data:`RESULT_COLUMNS`
+documents every column). A CSV of format 1 is still read (plotted,
+reported), but never resumed: its rows cannot be recomputed with the new
+columns, and mixing the two is refused.
 """
 
 import os
@@ -38,17 +44,54 @@ __all__ = [
     "settings_path",
 ]
 
-#: ``value`` is the metric with the edit applied; ``edit_value`` the edit's
-#: parameter (added value for amplify, factor for scale, empty for inhibit).
+#: The columns of a results CSV, in order (format 2):
+#:
+#: - ``network``: the network's index, or ``none`` for the unmodified model.
+#: - ``n_neurons``: neurons edited (0 for ``none``).
+#: - ``task``, ``metric``: the evaluation's name and one of its metrics
+#:   (``perplexity``, ``accuracy``, ``accuracy_norm``, ...).
+#: - ``mode``, ``edit_value``: the edit (``inhibit``, ``amplify``, ``scale``;
+#:   ``none`` for the unmodified model) and its parameter (added value for
+#:   amplify, factor for scale, empty for inhibit and ``none``).
+#: - ``value``: the metric with the edit applied.
+#: - ``control_mean``: the mean over the matched random controls: the
+#:   *geometric* mean for perplexity (the perplexity of the controls' mean
+#:   log perplexity), the arithmetic mean for accuracy and plain numbers.
+#: - ``control_ci_low``, ``control_ci_high``: its interval (95 %).
+#: - ``ratio``: ``value / control_mean``.
+#: - ``ratio_ci_low``, ``ratio_ci_high``: its interval (95 %; for
+#:   perplexity and accuracy always above 0).
+#: - ``p_value``: two-sided, of ``ratio = 1``.
+#: - ``ci_method``: the method of the three statistics above
+#:   (:data:`llmfbn.intervention.CI_METHODS`: e.g. ``paired-t-log-units+controls``);
+#:   empty for ``none`` rows.
+#: - ``n_controls``: matched controls (0 for ``none``).
+#: - ``n_units``: windows (perplexity) or items (accuracy) the statistics
+#:   were paired on; 0 when the evaluation gave no per-unit values.
+#: - ``baseline``: the metric of the unmodified model.
 RESULT_COLUMNS = ["network", "n_neurons", "task", "metric", "mode", "edit_value", "value",
-                  "control_mean", "control_ci_low", "control_ci_high", "ratio", "n_controls",
-                  "baseline"]
-SETTINGS_FORMAT_VERSION = 1
+                  "control_mean", "control_ci_low", "control_ci_high", "ratio",
+                  "ratio_ci_low", "ratio_ci_high", "p_value", "ci_method", "n_controls",
+                  "n_units", "baseline"]
+#: Format 1 (llmfbn 0.2.0): Student-t intervals on the raw metric over the
+#: controls, no ratio interval, p-value, method or unit count.
+SETTINGS_FORMAT_VERSION = 2
+READ_FORMAT_VERSIONS = (1, 2)
 SETTINGS_SUFFIX = ".settings.json"
 
+#: The columns of a format-1 CSV (still read; never resumed).
+_V1_COLUMNS = ["network", "n_neurons", "task", "metric", "mode", "edit_value", "value",
+               "control_mean", "control_ci_low", "control_ci_high", "ratio", "n_controls",
+               "baseline"]
+#: How a format-1 table is read: what its rows lack, and the method of its intervals.
+_V1_FILL = {"ratio_ci_low": float("nan"), "ratio_ci_high": float("nan"),
+            "p_value": float("nan"), "n_units": float("nan")}
+#: Format 1's intervals: Student-t over the controls' raw values.
+_V1_METHOD = "t-controls"
 _TEXT_COLUMNS = ("network", "task", "metric", "mode", "edit_value")
 _NUMERIC_COLUMNS = ["n_neurons", "value", "control_mean", "control_ci_low", "control_ci_high",
-                    "ratio", "n_controls", "baseline"]
+                    "ratio", "ratio_ci_low", "ratio_ci_high", "p_value", "n_controls",
+                    "n_units", "baseline"]
 #: Global settings set only by some commands (None until one sets them).
 _SWEEP_SETTINGS = ("networks", "n_controls", "random_state")
 
@@ -70,22 +113,35 @@ def settings_path(csv_path):
 # ---------------------------------------------------------------------------
 
 
-def _read_csv(path):
+def _read_csv(path, required=_V1_COLUMNS):
     """Rows with the key columns as exact strings (``edit_value`` ``""`` for none)."""
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS},
+        frame = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS + ("ci_method",)},
                             keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise FormatError(f"{path} is not a valid results CSV: {err}") from None
-    _check_columns(frame, f"{path} is not an llmfbn results CSV")
+    _check_columns(frame, f"{path} is not an llmfbn results CSV", required)
     frame["edit_value"] = frame["edit_value"].fillna("")
-    return frame
+    return _complete(frame)
+
+
+def _complete(frame):
+    """``frame`` with every :data:`RESULT_COLUMNS` first (a format-1 table completed)."""
+    if "ci_method" not in frame.columns:
+        edited = frame["network"].astype(str) != "none"
+        frame["ci_method"] = edited.map({True: _V1_METHOD, False: ""})
+    frame["ci_method"] = frame["ci_method"].fillna("").astype(str)
+    for column, fill in _V1_FILL.items():
+        if column not in frame.columns:
+            frame[column] = fill
+    return frame[RESULT_COLUMNS + [c for c in frame.columns if c not in RESULT_COLUMNS]]
 
 
 def is_results_file(path):
-    """True when ``path`` is a ``.csv`` whose header holds every :data:`RESULT_COLUMNS`."""
+    """True when ``path`` is a ``.csv`` whose header holds the results' columns
+    (those of :data:`RESULT_COLUMNS` that format 1 already had)."""
     import csv
 
     path = Path(path)
@@ -96,11 +152,11 @@ def is_results_file(path):
             header = next(csv.reader(f), [])
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
-    return set(RESULT_COLUMNS) <= set(header)
+    return set(_V1_COLUMNS) <= set(header)
 
 
-def _check_columns(frame, what):
-    missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
+def _check_columns(frame, what, required=_V1_COLUMNS):
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         raise FormatError(f"{what}: columns {missing} are missing.")
 
@@ -117,7 +173,9 @@ def read_results(results):
     Returns
     -------
     pandas.DataFrame of shape (n_rows, n_columns)
-        ``edit_value`` is NaN for inhibit and baseline rows.
+        :data:`RESULT_COLUMNS` first; ``edit_value`` is NaN for inhibit and
+        baseline rows. A table of format 1 (llmfbn 0.2.0) gets the columns
+        it lacks: NaN, and ``ci_method`` ``"t-controls"`` for its edited rows.
 
     Raises
     ------
@@ -138,6 +196,7 @@ def read_results(results):
     elif isinstance(results, pd.DataFrame):
         frame = results.copy()
         _check_columns(frame, "'results' is not an llmfbn results table")
+        frame = _complete(frame)
     else:
         raise TypeError(f"'results' must be a CSV path or a pandas DataFrame. "
                         f"{type(results).__name__} was provided.")
@@ -161,7 +220,7 @@ def read_settings(csv_path):
     if not path.exists():
         return None
     document = read_json(path, what="results settings file")
-    check_format_version(document, path, SETTINGS_FORMAT_VERSION, what="results settings file")
+    check_format_version(document, path, READ_FORMAT_VERSIONS, what="results settings file")
     if not isinstance(document.get("tasks"), dict):
         raise FormatError(f"{path} is not a valid results settings file: it lacks 'tasks'.")
     return document
@@ -317,7 +376,8 @@ def check_results_output(path, settings, overwrite=False):
     FolderKindError
         ``path`` is a folder (whatever ``overwrite`` says).
     OutputExistsError
-        The CSV has no manifest (an older llmfbn's or a hand-made file).
+        The CSV has no manifest (an older llmfbn's or a hand-made file), or
+        one of an older format (its rows lack columns this llmfbn writes).
     ResumeMismatchError
         The manifest differs from ``settings``; ``.differences`` lists how.
     """
@@ -331,6 +391,13 @@ def check_results_output(path, settings, overwrite=False):
         raise OutputExistsError(
             f"{path} has no settings file ({settings_path(path).name}): it was written by an "
             f"older llmfbn or by hand, so its rows cannot be verified for a resume. Pass "
+            f"overwrite=True to start over, or write to another out_csv.", path)
+    if manifest["format_version"] != SETTINGS_FORMAT_VERSION:
+        raise OutputExistsError(
+            f"{path} holds results of format {manifest['format_version']} (Student-t "
+            f"intervals on the raw metric, without ratio intervals, p-values or their "
+            f"method), and this llmfbn writes format {SETTINGS_FORMAT_VERSION}: its rows "
+            f"cannot be recomputed with the new columns, and the two would mix. Pass "
             f"overwrite=True to start over, or write to another out_csv.", path)
     differences = settings_differences(manifest, settings)
     if differences:
@@ -435,7 +502,7 @@ def open_results(path, settings, overwrite=False):
         if manifest is None:  # a new CSV, or the old one replaced at the first write
             yield ResultsTable(path, _empty_rows(), _fresh(settings), True)
             return
-        rows = _read_csv(path)
+        rows = _read_csv(path, required=RESULT_COLUMNS)  # format 2 under its manifest
         unlisted = sorted(set(rows["task"]) - set(manifest["tasks"]))
         if unlisted:
             raise FormatError(f"{path} holds rows of tasks {unlisted} that its settings file "
