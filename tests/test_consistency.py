@@ -708,3 +708,86 @@ def test_compare_networks_document_and_grid_check():
         compare_networks([a, other], names=["A", "C"])
     with pytest.raises(ValueError, match="'recurrence_threshold' must be a number in"):
         compare_networks([a, b], recurrence_threshold=float("nan"))
+
+
+# ---------------------------------------------------------------------------
+# "x chance" and z: one definition everywhere (issue 10)
+# ---------------------------------------------------------------------------
+
+
+def test_times_chance_and_z_definitions():
+    from llmfbn.networks import match_summary, null_z, times_chance
+
+    scores, null_mean = [0.4, 0.1, 0.2], [0.01, 0.02, 0.04]
+    assert times_chance(scores, null_mean) == pytest.approx(0.2 / 0.02)  # medians
+    assert np.isnan(times_chance([0.3], [0.0])) and np.isnan(times_chance([], []))
+    np.testing.assert_allclose(null_z([0.5, 0.1], [0.1, 0.1], [0.2, 0.0]), [2.0, np.nan])
+    report = null_matched_correlation(*_two_map_sets(), n_draws=50, random_state=0)
+    summary = match_summary(report)
+    np.testing.assert_allclose(report.z, (report.scores - report.null.mean(1))
+                               / report.null.std(1, ddof=1))
+    assert np.isnan(summary["times_chance"])  # never a ratio against a null near 0
+    assert summary["median_z"] == pytest.approx(np.median(report.z)) and summary["median_z"] > 3
+    # a document of an older llmfbn (no null_sd) still gets x chance and p-values
+    old = {k: v for k, v in null_matched_iou(*_two_mask_sets(), n_draws=20,
+                                             random_state=0).to_dict().items()
+           if k not in ("null_sd", "z", "summary")}
+    assert np.isnan(match_summary(old)["median_z"]) and match_summary(old)["times_chance"] > 1
+
+
+def _two_mask_sets():
+    rng = np.random.default_rng(0)
+    a = _random_masks(rng, 4, (3, 60), 0.1)
+    b = a.copy()
+    b[:, :, :6] = _random_masks(rng, 4, (3, 6), 0.1)
+    return a, b
+
+
+def _two_map_sets():
+    rng = np.random.default_rng(1)
+    maps = rng.standard_normal((4, 3, 60))
+    return maps, maps + 0.8 * rng.standard_normal(maps.shape)
+
+
+def test_one_times_chance_in_cli_json_report_and_figure(tmp_path, capsys):
+    import re
+
+    from llmfbn.cli import main
+    from llmfbn.grid import NeuronGrid
+    from llmfbn.networks import FunctionalNetworks, format_times_chance, match_summary
+    from llmfbn.plotting import plot_consistency
+    from llmfbn.reports import make_report
+
+    grid = NeuronGrid(3, 60, model="m", signal="mlp")
+    maps_a, maps_b = _two_map_sets()
+    folders = []
+    for name, maps in (("a", maps_a), ("b", maps_b)):
+        FunctionalNetworks.from_maps(maps.astype(np.float32), grid, threshold=1.0).save(
+            tmp_path / name)
+        folders.append(str(tmp_path / name))
+    out = tmp_path / "consistency.json"
+    assert main(["consistency", *folders, "--out", str(out), "--n-draws", "30"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    doc = json.loads(out.read_text())
+    iou_doc, corr_doc = doc["pairs"][0]["iou"], doc["pairs"][0]["correlation"]
+    # the mean null over pairs differs from the median: one definition must be used
+    assert np.mean(iou_doc["null_mean"]) != pytest.approx(np.median(iou_doc["null_mean"]))
+    expected = float(np.median(iou_doc["scores"]) / np.median(iou_doc["null_mean"]))
+    assert iou_doc["summary"]["times_chance"] == pytest.approx(expected)
+    assert match_summary(iou_doc)["times_chance"] == pytest.approx(expected)
+    shown = format_times_chance(expected)
+    assert f"· {shown} ·" in line  # CLI
+    html = (make_report([out], tmp_path / "r.html", verbose=0)).read_text()
+    assert f"<td>{shown}</td>" in html  # report table
+    axes = plot_consistency(doc)
+    assert shown in "\n".join(t.get_text() for t in axes.texts)  # figure
+    # correlation: a z-score and p-values, never a ratio
+    assert corr_doc["summary"]["times_chance"] is None
+    z = f"median z {corr_doc['summary']['median_z']:.1f}"
+    assert re.search(r"median matched r [^;]*" + re.escape(z), line)
+    assert "chance" not in line.split(";")[1]
+    corr_axes = plot_consistency(doc, metric="correlation")
+    assert f"z {corr_doc['summary']['median_z']:.1f}" in corr_axes.texts[1].get_text()
+    assert "×" not in "".join(t.get_text() for t in corr_axes.texts)
+    assert f'<td class="num">{corr_doc["summary"]["median_z"]:.4g}</td>' in html
+    assert "<th>median z (r)</th>" in html and "x chance" in html

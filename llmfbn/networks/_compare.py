@@ -12,6 +12,7 @@ from llmfbn.io import jsonable
 from llmfbn.networks._consistency import (
     MatchReport,
     Recurrence,
+    describe_match,
     null_matched_correlation,
     null_matched_iou,
     recurrence,
@@ -30,10 +31,14 @@ class PairComparison:
     correlation: MatchReport
 
     def summary(self):
-        """One line: median matched IoU against its null, median matched r."""
-        return (f"{self.a} vs {self.b}: median matched IoU {np.median(self.iou.scores):.3f} "
-                f"(null {np.mean(self.iou.null_mean):.4f}), median r "
-                f"{np.median(self.correlation.scores):.3f}")
+        """One line: each matching against its null (:func:`describe_match`).
+
+        IoU as "x chance" (:func:`times_chance`), correlation as a median
+        z-score against its null (its null is near 0, so a ratio would be
+        meaningless).
+        """
+        return (f"{self.a} vs {self.b}: {describe_match(self.iou.summary())}; "
+                f"{describe_match(self.correlation.summary())}")
 
 
 @dataclass

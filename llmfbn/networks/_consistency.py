@@ -31,16 +31,21 @@ __all__ = [
     "Recurrence",
     "SplitHalf",
     "Stability",
+    "describe_match",
+    "format_times_chance",
     "group_template",
     "iou",
     "match_networks",
+    "match_summary",
     "null_matched_correlation",
     "null_matched_iou",
+    "null_z",
     "random_masks_like",
     "recurrence",
     "spatial_correlation",
     "split_half",
     "stability",
+    "times_chance",
 ]
 
 METRICS = ("iou", "correlation", "abs_correlation")
@@ -356,6 +361,8 @@ class MatchReport:
         Observed score of each pair.
     null_mean, null_p95 : float arrays of shape (n_pairs,)
         Mean and 95th percentile of each pair's null scores.
+    null_sd : float array of shape (n_pairs,)
+        Standard deviation of each pair's null scores (for ``z``).
     ratio : float array of shape (n_pairs,)
         ``scores / null_mean``: ``inf`` when the null mean is 0 and the score
         positive, ``nan`` when both are 0. Meaningful for non-negative
@@ -379,6 +386,16 @@ class MatchReport:
     metric: str = "iou"
     n_draws: int = 0
     null: np.ndarray = field(default=None, repr=False)
+    null_sd: np.ndarray = None
+
+    @property
+    def z(self):
+        """``(scores - null_mean) / null_sd`` per pair: float array of shape (n_pairs,)."""
+        return null_z(self.scores, self.null_mean, self.null_sd)
+
+    def summary(self, alpha=0.05):
+        """:func:`match_summary` of this report."""
+        return match_summary(self, alpha=alpha)
 
     def to_dict(self, include_null=False):
         """Plain, JSON-serialisable summary.
@@ -389,17 +406,21 @@ class MatchReport:
         Returns
         -------
         summary : dict
-            ``metric``, ``n_draws``, and one list entry per pair for ``pairs``
-            (``[i, j]``), ``scores``, ``null_mean``, ``null_p95``, ``ratio`` and
-            ``p_value``.
+            ``metric``, ``n_draws``, one list entry per pair for ``pairs``
+            (``[i, j]``), ``scores``, ``null_mean``, ``null_p95``, ``null_sd``,
+            ``z``, ``ratio`` and ``p_value``, and ``summary``
+            (:func:`match_summary`).
         """
         summary = {
             "metric": self.metric,
             "n_draws": int(self.n_draws),
             "pairs": [[int(i), int(j)] for i, j in self.pairs],
         }
-        for name in ("scores", "null_mean", "null_p95", "ratio", "p_value"):
-            summary[name] = _to_list(getattr(self, name))
+        for name in ("scores", "null_mean", "null_p95", "null_sd", "z", "ratio", "p_value"):
+            if getattr(self, name) is not None:
+                summary[name] = _to_list(getattr(self, name))
+        summary["summary"] = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                              for k, v in self.summary().items()}
         if include_null and self.null is not None:
             summary["null"] = [_to_list(row) for row in self.null]
         return summary
@@ -427,7 +448,120 @@ def _report(matching, null, n_draws):
         metric=matching.metric,
         n_draws=n_draws,
         null=null,
+        null_sd=null.std(axis=1, ddof=1) if n_draws > 1 else np.full(len(scores), np.nan),
     )
+
+
+# ---------------------------------------------------------------------------
+# One summary of a matching against its null ("x chance", z)
+# ---------------------------------------------------------------------------
+
+
+def _floats(values):
+    return np.array([np.nan if v is None else v for v in np.ravel(values)], dtype=float)
+
+
+def times_chance(scores, null_mean):
+    """How many times chance a matching scores: ``median(scores) / median(null_mean)``.
+
+    The one definition of "x chance" (CLI, consistency JSON, report and
+    figures). Meaningful for non-negative scores (IoU, absolute
+    correlation); for signed correlation the null is near 0 and the ratio
+    unstable: use :func:`null_z` or the p-values.
+
+    Parameters
+    ----------
+    scores : float array of shape (n_pairs,)
+        Matched pairs' scores.
+    null_mean : float array of shape (n_pairs,)
+        Each pair's mean null score.
+
+    Returns
+    -------
+    float
+        NaN without pairs or when the median null is not above 0.
+    """
+    scores, null_mean = _floats(scores), _floats(null_mean)
+    if not scores.size or np.isnan(scores).all() or np.isnan(null_mean).all():
+        return math.nan
+    null = float(np.nanmedian(null_mean))
+    return float(np.nanmedian(scores)) / null if null > 0 else math.nan
+
+
+def null_z(scores, null_mean, null_sd):
+    """Each pair's score as a z-score against its null: ``(score - mean) / sd``.
+
+    Returns
+    -------
+    float array of shape (n_pairs,)
+        NaN where ``null_sd`` is 0 or unknown.
+    """
+    scores, null_mean = _floats(scores), _floats(null_mean)
+    null_sd = np.full(scores.shape, np.nan) if null_sd is None else _floats(null_sd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(null_sd > 0, (scores - null_mean) / null_sd, np.nan)
+
+
+def match_summary(match, alpha=0.05):
+    """One summary of a matching against its null, shown the same way everywhere.
+
+    Parameters
+    ----------
+    match : MatchReport or dict
+        A report or its :meth:`MatchReport.to_dict` (as in the consistency
+        JSON; ``null_sd`` may be missing in files of older llmfbn).
+    alpha : float, default 0.05
+
+    Returns
+    -------
+    dict
+        ``metric``; ``n_pairs``; ``median_score`` and ``median_null`` (median
+        over pairs of the score and of the null mean); ``times_chance``
+        (:func:`times_chance`; NaN for signed correlation, whose null is near
+        0); ``median_z`` (median over pairs of :func:`null_z`; NaN without
+        ``null_sd``); ``n_significant`` (pairs with ``p_value < alpha``).
+    """
+    get = match.get if isinstance(match, dict) else (lambda key: getattr(match, key, None))
+    metric = get("metric") or "iou"
+    scores, null_mean = _floats(get("scores")), _floats(get("null_mean"))
+    p_values = _floats(get("p_value"))
+    z = null_z(scores, null_mean, get("null_sd"))
+    nan = math.nan
+    return {
+        "metric": metric,
+        "n_pairs": int(scores.size),
+        "median_score": float(np.nanmedian(scores)) if scores.size else nan,
+        "median_null": float(np.nanmedian(null_mean)) if scores.size else nan,
+        "times_chance": nan if metric == "correlation" else times_chance(scores, null_mean),
+        "median_z": float(np.nanmedian(z)) if np.isfinite(z).any() else nan,
+        "n_significant": int(np.sum(p_values < alpha)),
+    }
+
+
+def describe_match(summary, alpha=0.05):
+    """The one line of a :func:`match_summary`, as the CLI and the figures print it.
+
+    ``"median matched IoU 0.057 · null 0.0023 · 25× chance · 15/20 pairs p < 0.05"``;
+    signed correlation gives ``"median z 12.3"`` instead of "x chance".
+    """
+    name = {"iou": "IoU", "correlation": "r", "abs_correlation": "|r|"}.get(
+        summary["metric"], summary["metric"])
+    parts = [f"median matched {name} {summary['median_score']:.3g}",
+             f"null {summary['median_null']:.2g}"]
+    if summary["metric"] == "correlation":
+        if np.isfinite(summary["median_z"]):
+            parts.append(f"median z {summary['median_z']:.1f}")
+    elif np.isfinite(summary["times_chance"]):
+        parts.append(format_times_chance(summary["times_chance"]))
+    parts.append(f"{summary['n_significant']}/{summary['n_pairs']} pairs p < {alpha:g}")
+    return " · ".join(parts)
+
+
+def format_times_chance(value):
+    """``"25× chance"``: :func:`times_chance` as every llmfbn text shows it."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:.3g}× chance"
 
 
 def null_matched_iou(masks_a, masks_b, n_draws=100, random_state=None):

@@ -265,12 +265,11 @@ def plot_dose_response(results, network=None, metric=None, task=None, mode=None,
 # ---------------------------------------------------------------------------
 
 
-def _median_text(scores, null_mean, metric):
-    observed, null = float(np.median(scores)), float(np.median(null_mean))
-    text = f"median matched {_metric_name(metric)} {observed:.3g} · null {null:.2g}"
-    if metric in ("iou", "abs_correlation") and null > 0:
-        text += f" ({observed / null:.0f}×)"
-    return text
+def _median_text(report):
+    """The figure's line on a matching: the same as the CLI's (:func:`describe_match`)."""
+    from llmfbn.networks import describe_match
+
+    return describe_match(report.summary())
 
 
 def _load_document(result):
@@ -298,7 +297,9 @@ def plot_consistency(result, report=None, metric="iou", labels=None, title=None,
       percentile), best pairs first; medians in the title.
     - the JSON document of ``llmfbn consistency`` (a dict or its path): a
       folder x folder matrix of the median matched score (``metric``),
-      each cell annotated with the median null.
+      each cell annotated with the median null and "x chance" (IoU) or the
+      median z against the null (correlation), as
+      :func:`llmfbn.networks.match_summary` defines them.
 
     Parameters
     ----------
@@ -375,7 +376,7 @@ def plot_consistency(result, report=None, metric="iou", labels=None, title=None,
     if title is None:
         title = f"{_metric_name(what)} between networks, matched pairs outlined"
         if report is not None:
-            title += "\n" + _median_text(report.scores, report.null_mean, report.metric)
+            title += "\n" + _median_text(report)
     axes.set_title(title, fontsize=10)
     return finish(figure, output_file, axes)
 
@@ -404,24 +405,29 @@ def _plot_report(report, title, figure, axes, output_file):
     axes.spines[["top", "right"]].set_visible(False)
     axes.legend(fontsize=8, frameon=False)
     axes.set_title(title if title is not None else
-                   _median_text(report.scores, report.null_mean, report.metric), fontsize=10)
+                   _median_text(report), fontsize=10)
     return finish(figure, output_file, axes)
 
 
 def _plot_document(document, metric, title, vmax, cmap, figure, axes, output_file):
+    from llmfbn.networks import format_times_chance, match_summary
+
     check_choice(metric, ("iou", "correlation"), "metric")
     folders = [str(f) for f in document["folders"]]
     names = [Path(f).name or f for f in folders]
     n = len(folders)
     matrix = np.full((n, n), np.nan)
-    nulls = np.full((n, n), np.nan)
+    texts = {}
     for pair in document["pairs"]:
         i, j = folders.index(str(pair["a"])), folders.index(str(pair["b"]))
-        summary = pair[metric]
-        scores = np.array([np.nan if s is None else s for s in summary["scores"]], float)
-        null = np.array([np.nan if s is None else s for s in summary["null_mean"]], float)
-        matrix[i, j] = matrix[j, i] = np.nanmedian(scores)
-        nulls[i, j] = nulls[j, i] = np.nanmedian(null)
+        summary = match_summary(pair[metric])
+        matrix[i, j] = matrix[j, i] = summary["median_score"]
+        text = f"{summary['median_score']:.3g}\nnull {summary['median_null']:.2g}"
+        if metric == "iou":
+            text += "\n" + format_times_chance(summary["times_chance"])
+        elif np.isfinite(summary["median_z"]):
+            text += f"\nz {summary['median_z']:.1f}"
+        texts[i, j] = texts[j, i] = text
     signed = metric == "correlation"
     if vmax is None:
         finite = matrix[np.isfinite(matrix)]
@@ -436,9 +442,7 @@ def _plot_document(document, metric, title, vmax, cmap, figure, axes, output_fil
                          vmin=-vmax if signed else 0.0, vmax=vmax)
     for (i, j), value in np.ndenumerate(matrix):
         if np.isfinite(value):
-            text = f"{value:.3g}\nnull {nulls[i, j]:.2g}"
-            if not signed and nulls[i, j] > 0:
-                text += f"\n{value / nulls[i, j]:.0f}×"
+            text = texts[i, j]
             light = (value - (-vmax if signed else 0)) / (2 * vmax if signed else vmax) < 0.6
             axes.text(j, i, text, ha="center", va="center", fontsize=8,
                       color="white" if light and not signed else "black")

@@ -190,6 +190,7 @@ def _connectivity_html(networks, recordings, max_runs):
 
 
 def _consistency_section(item, n):
+    from llmfbn.networks import format_times_chance, match_summary
     from llmfbn.plotting import plot_consistency
 
     document = item.details["document"]
@@ -198,20 +199,28 @@ def _consistency_section(item, n):
         return section.note("This file holds no pair of networks folders.")
     rows = []
     for pair in document["pairs"]:
-        iou, corr = pair["iou"], pair["correlation"]
+        iou, corr = match_summary(pair["iou"]), match_summary(pair["correlation"])
         rows.append({
             "a": pair["a"], "b": pair["b"],
-            "median IoU": float(np.median(iou["scores"])),
-            "null IoU": float(np.mean(iou["null_mean"])),
-            "pairs p<0.05": int(np.sum(np.asarray(iou["p_value"], float) < 0.05)),
-            "matched pairs": len(iou["scores"]),
-            "median r": float(np.median(corr["scores"])),
+            "median IoU": iou["median_score"],
+            "null IoU": iou["median_null"],
+            "x chance": format_times_chance(iou["times_chance"]),
+            "pairs p<0.05": iou["n_significant"],
+            "matched pairs": iou["n_pairs"],
+            "median r": corr["median_score"],
+            "median z (r)": None if not np.isfinite(corr["median_z"]) else corr["median_z"],
+            "pairs p<0.05 (r)": corr["n_significant"],
         })
     section.note("Networks matched one-to-one (Hungarian assignment) by IoU and by spatial "
-                 "correlation; the null is random neuron sets of the same size and per-layer "
-                 f"counts ({document.get('n_draws')} draws).")
-    section.add(table_html(rows, ["a", "b", "median IoU", "null IoU", "pairs p<0.05",
-                                  "matched pairs", "median r"]))
+                 "correlation, each pair against a null: random neuron sets of the same size "
+                 "and per-layer counts (IoU), maps permuted within layers (correlation), "
+                 f"{document.get('n_draws')} draws. Null IoU is the median over matched pairs "
+                 "of each pair's mean null IoU; x chance = median matched IoU / null IoU. A "
+                 "correlation's null is near 0, so it is given as a z-score against its null "
+                 "(median over pairs) and p-values, never as a ratio.")
+    section.add(table_html(rows, ["a", "b", "median IoU", "null IoU", "x chance",
+                                  "pairs p<0.05", "matched pairs", "median r", "median z (r)",
+                                  "pairs p<0.05 (r)"]))
     section.add(figure_html(plot_consistency(document), alt="consistency",
                             caption="Matched IoU of each pair against its null."))
     return section
