@@ -368,7 +368,7 @@ class NeuronGrid:
                 + "; ".join(problems) + ".")
         if not self.same_model(other) and not allow_other_model:
             raise ValueError(
-                f"{mine} come from model {self.model!r} but {theirs} is model "
+                f"{mine} come from model {self.model!r} but {theirs} is "
                 f"{other.model!r} (same grid, other weights). If that model is derived "
                 f"from the other (e.g. fine-tuned), allow it explicitly "
                 f"(allow_other_model=True, --allow-other-model).")
