@@ -38,8 +38,9 @@ def test_glm_cli_writes_networks_and_prints_one_line_per_contrast(tmp_path, reco
     code = main(["glm", str(folder), "--contrast", "positive-negative",
                  "--contrast", "negative-positive", "--out", str(out), "-q"])
     assert code == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3
+    printed = capsys.readouterr().out.strip().splitlines()
+    lines = [line for line in printed if not line.startswith("  top tokens: ")]
+    assert len(lines) == 3 and len(printed) == 4  # no top tokens for the empty network
     first, second = lines[:2]
     assert first.startswith("positive-negative: between-run (12 'positive' vs 12 'negative' "
                             "runs); z >= ")
@@ -74,6 +75,27 @@ def test_glm_cli_threshold_two_sided_and_drift(tmp_path, recording, capsys):
     np.testing.assert_array_equal(nets.masks[0], planted)
     assert nets.params["height_control"] is None and nets.params["two_sided"] is True
     assert nets.params["threshold"] == [6.0]
+
+
+def test_glm_cli_top_k_keeps_the_strongest_and_networks_carry_top_tokens(tmp_path, recording,
+                                                                         capsys):
+    folder, planted = recording
+    out = tmp_path / "glm"
+    assert main(["glm", str(folder), "--contrast", "positive-negative", "--out", str(out),
+                 "--top-k", "4", "--n-top-tokens", "3", "-q"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    doc = json.loads((out / "glm.json").read_text())
+    entry = doc["contrasts"][0]
+    assert entry["n_selected"] == 4 and N_OK[0] <= entry["n_passing"] <= N_OK[1]
+    assert f"4 of {entry['n_passing']} passing kept (--top-k)" in first
+    nets = FunctionalNetworks.load(out)
+    zmap = nets.maps[0]
+    kept = zmap[nets.masks[0]]
+    assert nets.masks[0].sum() == 4 and (nets.masks[0] & planted).sum() == 4
+    assert kept.min() >= np.sort(zmap[planted])[-4]  # the 4 largest z of those passing
+    assert nets.params["top_k"] == 4 and doc["top_k"] == 4
+    assert len(nets.top_tokens) == 1 and len(nets.top_tokens[0]) == 3
+    assert {"run", "onset", "token", "context", "activation"} <= set(nets.top_tokens[0][0])
 
 
 @pytest.mark.parametrize("args, match", [
@@ -160,6 +182,7 @@ def test_glm_cli_force_never_replaces_another_kind(tmp_path, recording, capsys, 
     (["--threshold", "nan"], "'--threshold' must be a finite number. nan"),
     (["--high-pass", "0"], r"'--high-pass' must lie in \(0, inf\)"),
     (["--alpha", "nan"], "'alpha' must lie in"),
+    (["--top-k", "0"], "'--top-k' must be >= 1. 0"),
 ])
 def test_glm_cli_bad_numbers_fail_before_any_work(tmp_path, capsys, args, match):
     import re

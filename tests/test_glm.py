@@ -305,6 +305,24 @@ def test_height_controls_and_given_threshold(fitted, between):
     assert two.thresholds[0] == pytest.approx(stats.norm.isf(0.05 / 2 / 256))
 
 
+def test_top_k_keeps_the_strongest_of_those_passing(fitted, between):
+    planted = between[1]
+    full = fitted.localize("positive-negative", height_control="bonferroni")
+    top = fitted.localize("positive-negative", height_control="bonferroni", top_k=3)
+    z = top.z_maps[0]
+    assert top.n_selected[0] == 3 and top.info["contrasts"][0]["n_passing"] == planted.sum()
+    assert (top.masks[0] <= full.masks[0]).all()
+    assert z[top.masks[0]].min() >= z[full.masks[0] & ~top.masks[0]].max()
+    assert top.thresholds == full.thresholds and top.networks.params["top_k"] == 3
+    many = fitted.localize("positive-negative", height_control="bonferroni", top_k=1000)
+    np.testing.assert_array_equal(many.masks[0], full.masks[0])  # fewer pass: all kept
+    two = fitted.localize("negative-positive", height_control="bonferroni", two_sided=True,
+                          top_k=2)
+    assert two.n_selected[0] == 2 and (two.masks[0] <= planted).all()
+    with pytest.raises(ValueError, match="'top_k'"):
+        fitted.localize("positive-negative", top_k=0)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"height_control": "holm"}, ValueError, "'height_control' must be one of"),
     ({"alpha": 0.0}, ValueError, "'alpha' must lie in"),

@@ -88,6 +88,10 @@ def test_report_is_self_contained_and_has_every_section(report, pipeline):
     first_token = networks["networks"][0]["top_tokens"][0]["context"]
     assert first_token.split("[")[0].strip().replace("&", "&amp;") in text
     assert "good-bad" in text
+    glm = text[text.index('id="glm-0"'):text.index('id="intervention-0"')]
+    glm_tokens = json.loads((pipeline["glm"] / "networks.json").read_text())
+    assert glm_tokens["networks"][0]["top_tokens"]  # the GLM network carries its top tokens
+    assert "Top tokens" in glm and "<th>passing</th>" in glm  # and the report shows them
     assert "tiny-llama" in text or "tinyllama" in text or str(pipeline["rec"]) in text
 
 

@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from llmfbn._utils import check_choice, log
+from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.glm._design import (
     DRIFT_MODELS,
     first_level_design,
@@ -282,7 +282,7 @@ class TaskGLM(BaseEstimator):
         return model.compute_contrast(plan.vector, output_type=output_type)
 
     def localize(self, contrasts, height_control="fdr", alpha=0.05, threshold=None,
-                 two_sided=False):
+                 two_sided=False, top_k=None):
         """Threshold the z-map of each contrast into a network of neurons.
 
         Parameters
@@ -298,6 +298,13 @@ class TaskGLM(BaseEstimator):
         two_sided : bool, default False
             False keeps the neurons MORE active in the contrast (``z`` above
             the threshold); True keeps ``|z|`` above it (alpha is split in two).
+        top_k : int, optional
+            Keep at most the ``top_k`` neurons of largest ``z`` (``|z|`` when
+            two-sided) among those that pass the threshold: a localizer at
+            FDR 0.05 can hold a sixth of all neurons, too many to lesion
+            selectively. Fewer pass: all are kept. ``glm.json`` records how
+            many passed (``n_passing``) and how many were kept
+            (``n_selected``).
 
         Returns
         -------
@@ -307,10 +314,12 @@ class TaskGLM(BaseEstimator):
 
         check_is_fitted(self, "effect_maps_")
         height_control = check_threshold_params(height_control, alpha, threshold, two_sided)
+        check_positive_int(top_k, "top_k", allow_none=True)
         contrasts = _as_contrast_list(contrasts)
         plans = [self.plan(c) for c in contrasts]
         grid = self.grid_
         z_maps, t_maps, effect_maps, masks, thresholds = [], [], [], [], []
+        n_passing = []
         for plan in plans:
             model = self.second_level_model(plan.contrast)
             outputs = model.compute_contrast(plan.vector, output_type="all")
@@ -325,20 +334,24 @@ class TaskGLM(BaseEstimator):
             t_maps.append(grid.from_img(outputs["stat"]))
             effect_maps.append(grid.from_img(outputs["effect_size"]))
             masks.append(grid.from_img(thresholded) != 0)
+            n_passing.append(int(masks[-1].sum()))
+            if top_k is not None and n_passing[-1] > top_k:
+                masks[-1] = _strongest(masks[-1], z_maps[-1], top_k, two_sided)
             thresholds.append(float(used))
             log(f"{plan.contrast}: z >= {float(used):.3f}, {int(masks[-1].sum())} neurons.",
                 self.verbose, level=2)
         z_maps = np.stack(z_maps).astype(np.float32)
         masks = np.stack(masks)
         designs = [{"contrast": p.contrast, "weights": p.weights, "design": p.layout,
-                    "n_runs": p.n_runs, "dof": p.dof} for p in plans]
+                    "n_runs": p.n_runs, "dof": p.dof, "n_passing": n}
+                   for p, n in zip(plans, n_passing)]
         params = {
             "method": "glm", "contrasts": contrasts,
             "design": [p.layout for p in plans],
             "weights": [p.weights for p in plans],
             "threshold": [_json_number(t) for t in thresholds],
             "height_control": height_control, "alpha": float(alpha),
-            "two_sided": bool(two_sided),
+            "two_sided": bool(two_sided), "top_k": top_k,
             "n_runs": [p.n_runs for p in plans],
             "recording": self.recording_, "task": self.task,
         }
@@ -349,7 +362,7 @@ class TaskGLM(BaseEstimator):
             "n_runs": len(self.run_paths_), "conditions": dict(self.conditions_),
             "height_control": height_control, "alpha": float(alpha),
             "threshold_given": None if threshold is None else float(threshold),
-            "two_sided": bool(two_sided), "estimator": self.get_params(),
+            "two_sided": bool(two_sided), "top_k": top_k, "estimator": self.get_params(),
             "contrasts": designs,
         }
         return Localizer(contrasts=contrasts, z_maps=z_maps, thresholds=thresholds,
@@ -357,6 +370,14 @@ class TaskGLM(BaseEstimator):
                          t_maps=np.stack(t_maps).astype(np.float32),
                          effect_maps=np.stack(effect_maps).astype(np.float32),
                          run_paths=[str(p) for p in self.run_paths_])
+
+
+def _strongest(mask, z, top_k, two_sided):
+    """The ``top_k`` neurons of ``mask`` with the largest z (|z| when two-sided)."""
+    score = np.where(mask, np.abs(z) if two_sided else z, -np.inf).ravel()
+    keep = np.zeros(score.shape, bool)
+    keep[np.argpartition(-score, top_k - 1)[:top_k]] = True
+    return keep.reshape(mask.shape)
 
 
 @dataclass
@@ -447,7 +468,8 @@ class Localizer:
         maps = {"zmap": self.z_maps, "tmap": self.t_maps, "effect": self.effect_maps}
         return write_glm_folder(out_dir, self.masks, self.grid, self.networks.params,
                                 dict(self.info, contrasts=entries), maps,
-                                runs=self.run_paths, estimator_params=self.info.get("estimator"),
+                                runs=self.run_paths, top_tokens=self.networks.top_tokens,
+                                estimator_params=self.info.get("estimator"),
                                 overwrite=overwrite)
 
     @classmethod

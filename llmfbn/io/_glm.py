@@ -95,7 +95,7 @@ class GLMFolder:
 
 
 def write_glm_folder(path, masks, grid, params, document, maps, runs=None,
-                     estimator_params=None, overwrite=False):
+                     estimator_params=None, top_tokens=None, overwrite=False):
     """Write a GLM folder at ``path``, all or nothing.
 
     Parameters
@@ -116,6 +116,10 @@ def write_glm_folder(path, masks, grid, params, document, maps, runs=None,
     runs : list of str, optional
         The runs the GLM was fitted on (``params.json``).
     estimator_params : dict, optional
+    top_tokens : list of list of dict, optional
+        The tokens where each contrast's network is most active (one list per
+        contrast, as :func:`llmfbn.networks.top_tokens` returns them), kept
+        in ``networks.json`` as a networks folder keeps them.
     overwrite : bool, default False
         Replace an existing GLM folder.
 
@@ -136,8 +140,8 @@ def write_glm_folder(path, masks, grid, params, document, maps, runs=None,
     files_of = {kind: map_file_names(contrasts, kind) for kind in MAP_KINDS}
     with replace_folder(path, "glm", overwrite=overwrite) as staging:
         write_networks_files(staging, maps["zmap"], masks, grid, params,
-                             estimator="TaskGLM", estimator_params=estimator_params,
-                             runs=runs)
+                             top_tokens=top_tokens, estimator="TaskGLM",
+                             estimator_params=estimator_params, runs=runs)
         for k, entry in enumerate(entries):
             files = {}
             for kind in MAP_KINDS:

@@ -158,15 +158,22 @@ def _networks_section(item, n, max_networks, recordings, connectivity_runs):
         card = (f"<div class=\"card\"><h3>Network {k}: {heading}</h3>"
                 + figure_html(plot_network(networks, k, kind="flat"), alt=f"network {k}"))
         tokens = (networks.top_tokens or [None] * len(networks))[k]
-        if tokens and sizes[k]:  # an empty network has no activity, so no top tokens
-            lines = "".join(f"<li>{html.escape(row['context'])} "
-                            f"<b>{row['activation']:.2f}</b></li>" for row in tokens[:8])
-            card += f"<p class=\"note\">Top tokens</p><ol class=\"tokens\">{lines}</ol>"
+        if sizes[k]:  # an empty network has no activity, so no top tokens
+            card += _tokens_html(tokens)
         cards.append(card + "</div>")
     section.add("<div class=\"cards\">" + "\n".join(cards) + "</div>")
     if len(shown) < len(networks):
         section.note(f"{len(networks) - len(shown)} more networks not shown (max_networks).")
     return section
+
+
+def _tokens_html(tokens, n=8):
+    """The tokens where a network is most active, as a short list ('' when there are none)."""
+    if not tokens:
+        return ""
+    lines = "".join(f"<li>{html.escape(row['context'])} <b>{row['activation']:.2f}</b></li>"
+                    for row in tokens[:n])
+    return f"<p class=\"note\">Top tokens</p><ol class=\"tokens\">{lines}</ol>"
 
 
 def _connectivity_html(networks, recordings, max_runs):
@@ -238,12 +245,16 @@ def _glm_section(item, n):
                  f"SecondLevelModel across runs; thresholded by {control}"
                  f"{', two-sided' if summary.get('two_sided') else ''}. Runs per condition: "
                  + ", ".join(f"{c}: {k}" for c, k in summary.get("conditions", {}).items()))
+    if summary.get("top_k") is not None:
+        section.note(f"At most the {summary['top_k']} neurons of largest z among those passing "
+                     f"the threshold are kept per contrast (--top-k).")
     rows = [{"contrast": c["contrast"], "design": c["design"], "dof": c["dof"],
              "threshold": "none survives" if c["threshold"] is None else c["threshold"],
-             "neurons": c["n_selected"],
+             "passing": c.get("n_passing", c["n_selected"]), "neurons": c["n_selected"],
              "peak": f"layer {c['peak']['layer']}, unit {c['peak']['unit']} "
                      f"(z = {c['peak']['z']:.2f})"} for c in summary["contrasts"]]
-    section.add(table_html(rows, ["contrast", "design", "dof", "threshold", "neurons", "peak"]))
+    section.add(table_html(rows, ["contrast", "design", "dof", "threshold", "passing", "neurons",
+                                  "peak"]))
     for k, contrast in enumerate(summary["contrasts"]):
         name, threshold = contrast["contrast"], contrast["threshold"]
         if threshold is None:
@@ -256,6 +267,7 @@ def _glm_section(item, n):
         section.add(figure_html(plot_flat_map(networks.maps[k], grid=networks.grid,
                                               threshold=threshold, title=f"{name} (z)"),
                                 alt=f"flat z-map {name}"))
+        section.add(_tokens_html((networks.top_tokens or [None] * len(summary["contrasts"]))[k]))
     return section
 
 
