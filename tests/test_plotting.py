@@ -79,7 +79,7 @@ def test_brain_map_draws_one_slice_per_layer_with_symmetric_scale(grid, zmap):
     assert isinstance(mosaic, LayerMosaic)
     assert mosaic.layers == [0, 1, 2, 3]
     assert len(mosaic.displays) == 1 and len(mosaic.axes) == N_LAYERS
-    vmax = float(np.abs(zmap).max())
+    vmax = float(np.percentile(np.abs(zmap[zmap != 0]), 99.9))  # the default scale
     for image in _stat_images(mosaic).values():
         assert image.norm.vmin == pytest.approx(-vmax)
         assert image.norm.vmax == pytest.approx(vmax)
@@ -102,13 +102,13 @@ def test_brain_map_threshold_hides_small_values(grid, zmap):
 
 def test_colour_scale_follows_nilearn_auto_rule(grid, zmap):
     positive = np.abs(zmap) + 1.0  # e.g. a mean activation: one sign only
-    mosaic = plotting.plot_brain_map(positive, grid, cmap="viridis")
+    mosaic = plotting.plot_brain_map(positive, grid, cmap="viridis", vmax_percentile=None)
     norm = _stat_images(mosaic)[0].norm
     assert (norm.vmin, norm.vmax) == pytest.approx((positive.min(), positive.max()))
-    ax = plotting.plot_flat_map(positive, grid, cmap="viridis", vmin=0.0)
+    ax = plotting.plot_flat_map(positive, grid, cmap="viridis", vmin=0.0, vmax_percentile=None)
     assert (ax.images[0].norm.vmin, ax.images[0].norm.vmax) == pytest.approx(
         (0.0, positive.max()))
-    mosaic = plotting.plot_brain_map(positive, grid, symmetric_cbar=True)
+    mosaic = plotting.plot_brain_map(positive, grid, symmetric_cbar=True, vmax_percentile=None)
     norm = _stat_images(mosaic)[0].norm
     assert norm.vmin == pytest.approx(-positive.max())
     ax = plotting.plot_flat_map(zmap, grid, vmin=-2.0, vmax=3.0)
@@ -117,6 +117,33 @@ def test_colour_scale_follows_nilearn_auto_rule(grid, zmap):
         plotting.plot_flat_map(zmap, grid, symmetric_cbar="yes")
     with pytest.raises(ValueError, match="'vmax'"):
         plotting.plot_flat_map(zmap, grid, vmin=2.0, vmax=1.0, symmetric_cbar=False)
+
+
+def test_colour_scale_resists_outlier_neurons_and_names_the_maximum(grid, zmap):
+    """A few huge neurons no longer wash the map out: the scale tops out at the 99.9th
+    percentile of |z| and the colour bar names the true maximum."""
+    from llmfbn.grid import NeuronGrid
+
+    grid = NeuronGrid(4, 1024)
+    spiky = np.random.default_rng(0).normal(size=(4, 1024))
+    spiky[0, :2] = 500.0  # two outlier neurons, as SmolLM2 has a few
+    robust = float(np.percentile(np.abs(spiky), 99.9))
+    assert robust < 10
+    mosaic = plotting.plot_brain_map(spiky, grid, colorbar_label="z")
+    assert _stat_images(mosaic)[0].norm.vmax == pytest.approx(robust)
+    label = mosaic.colorbar.ax.get_ylabel()
+    assert label.startswith("z (max |value| 500;") and "99.9th percentile" in label
+    ax = plotting.plot_flat_map(spiky, grid)
+    assert ax.images[0].norm.vmax == pytest.approx(robust)
+    assert "max |value| 500" in ax.figure.axes[-1].get_ylabel()  # the colour bar
+    whole = plotting.plot_brain_map(spiky, grid, vmax_percentile=None, colorbar_label="z")
+    assert _stat_images(whole)[0].norm.vmax == pytest.approx(500.0)
+    assert whole.colorbar.ax.get_ylabel() == "z"  # nothing clipped, nothing to name
+    # the scale never tops out below the display threshold
+    high = plotting.plot_brain_map(spiky, grid, threshold=20.0)
+    assert _stat_images(high)[0].norm.vmax == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="'vmax_percentile' must lie in"):
+        plotting.plot_flat_map(spiky, grid, vmax_percentile=0)
 
 
 def test_brain_map_from_image_equals_from_array(grid, zmap, tmp_path):
@@ -254,6 +281,21 @@ def test_flat_map_output_file(grid, zmap, tmp_path):
 # ---------------------------------------------------------------------------
 # Networks
 # ---------------------------------------------------------------------------
+
+
+def test_empty_networks_plot_as_empty(networks, grid):
+    """`networks --threshold 99` keeps empty networks: every plot draws them empty."""
+    empty = FunctionalNetworks.from_maps(networks.maps, grid, threshold=99.0)
+    assert (empty.sizes == 0).all()
+    for kind in ("mosaic", "flat", "both"):
+        assert plotting.plot_network(empty, 0, kind=kind) is not None
+    ax = plotting.plot_network(empty, 1, kind="flat")
+    assert np.ma.getmaskarray(ax.images[0].get_array()).all()  # nothing shown
+    assert "(0 neurons)" in ax.get_title()
+    assert plotting.plot_atlas(empty) is not None
+    profile = plotting.plot_layer_profile(empty)
+    assert profile is not None
+    plt.close("all")
 
 
 def test_plot_network_kinds(networks):

@@ -115,8 +115,19 @@ plot_brain_map(log_mean, grid=grid, cmap="viridis", title="log10 mean |activatio
 plot_flat_map(log_mean, grid=grid, cmap="viridis", title="log10 mean |activation|")
 
 # %%
+# Both colour scales top out at the 99.9th percentile of the values
+# (``vmax_percentile``): a few neurons of SmolLM2 are a hundred times larger
+# than the rest and would otherwise leave the map one flat colour; the colour
+# bar names the true maximum. ``vmax_percentile=None`` (or a ``vmax``) gives
+# nilearn's rule, the largest value.
+#
 # The image is ordinary Nifti: nilearn's own functions work on it unchanged,
-# for example ``plot_stat_map`` on one token's volume.
+# for example ``plot_stat_map`` on one token's volume. Pass ``bg_img=None``:
+# nilearn's default background is the MNI152 brain template, which has nothing
+# to do with this grid (each axial slice is one layer, each voxel one neuron;
+# the grid's identity affine makes a voxel 1 "mm"), and nilearn would draw the
+# map over it. ``cut_coords`` are then layer slots (``display_mode="z"``), and
+# ``annotate=False`` drops the L/R and coordinate labels that mean nothing here.
 from nilearn.plotting import plot_stat_map
 
 one_token = image.index_img(run, int(token))

@@ -163,6 +163,73 @@ def color_range(data, vmin=None, vmax=None, symmetric="auto"):
     return vmin, vmax, False
 
 
+#: Default colour scale of the map plots: this percentile of the neurons' |values|, so a
+#: few huge outlier neurons (SmolLM2 has some hundred times the typical z) do not
+#: wash the rest of the map out; the colour bar names the true extreme.
+VMAX_PERCENTILE = 99.9
+
+
+def robust_color_range(data, vmin=None, vmax=None, symmetric="auto", percentile=VMAX_PERCENTILE,
+                       threshold=None):
+    """:func:`color_range` with the top of the scale at a percentile of the data.
+
+    Parameters
+    ----------
+    data : array
+        The values drawn, e.g. shape (n_layers, n_units).
+    vmin, vmax, symmetric
+        As in :func:`color_range`; a given ``vmax`` (or ``vmin``) is kept.
+    percentile : float or None, default 99.9
+        With ``vmax`` None, the scale's top is this percentile of the non-zero
+        ``|data|`` (symmetric) or of the non-zero data (else; the bottom stays
+        the minimum), never below ``threshold`` nor above the true extreme.
+        None: the true extreme (nilearn's rule).
+    threshold : float, optional
+        The display threshold: the scale never tops out below it.
+
+    Returns
+    -------
+    vmin, vmax : float
+    symmetric : bool
+    clipped : float or None
+        The data's true extreme (``max |data|`` when symmetric, else the
+        maximum) when the scale stops short of it, else None.
+    """
+    if percentile is not None and (isinstance(percentile, bool)
+                                   or not isinstance(percentile, (int, float, np.number))
+                                   or not 0 < percentile <= 100):
+        raise ValueError(f"'vmax_percentile' must lie in (0, 100] or be None. {percentile!r} "
+                         f"was provided.")
+    vmin, vmax_full, symmetric = color_range(data, vmin, vmax, symmetric)
+    if vmax is not None or percentile is None:
+        return vmin, vmax_full, symmetric, None
+    values = np.asarray(data, dtype=np.float64)
+    values = values[np.isfinite(values) & (values != 0)]
+    if not values.size:
+        return vmin, vmax_full, symmetric, None
+    floor = abs(float(threshold)) if threshold else 0.0
+    if symmetric:
+        top = min(max(float(np.percentile(np.abs(values), percentile)), floor), vmax_full)
+        if top <= 0:
+            return vmin, vmax_full, symmetric, None
+        clipped = vmax_full if top < vmax_full * (1 - 1e-9) else None
+        return -top, top, True, clipped
+    top = min(max(float(np.percentile(values, percentile)), floor), vmax_full)
+    if top <= vmin:
+        return vmin, vmax_full, symmetric, None
+    clipped = vmax_full if top < vmax_full * (1 - 1e-9) else None
+    return vmin, top, False, clipped
+
+
+def scale_label(label, clipped, symmetric, percentile=VMAX_PERCENTILE):
+    """A colour bar label naming the true extreme that a percentile scale clips."""
+    if clipped is None:
+        return label
+    what = "|value|" if symmetric else "value"
+    note = f"max {what} {clipped:.3g}; scale at {percentile:g}th percentile"
+    return f"{label} ({note})" if label else note
+
+
 def thresholded_cmap(cmap, vmin, vmax, threshold, n=256):
     """``cmap`` with the colours of ``|value| < threshold`` replaced by nilearn's grey."""
     from matplotlib.colors import ListedColormap

@@ -5,16 +5,18 @@ import math
 import numpy as np
 
 from llmfbn.plotting._base import (
+    VMAX_PERCENTILE,
     check_backdrop,
     check_network_index,
     check_networks,
     check_number,
-    color_range,
     finish,
     layer_slots,
     layer_ticks,
     new_figure,
     pyplot,
+    robust_color_range,
+    scale_label,
     single_axes,
     stat_to_array,
     thresholded_cmap,
@@ -215,7 +217,7 @@ def z_colorbar(cmap, vmin, vmax, threshold, label=None):
 def plot_brain_map(stat, grid=None, threshold=None, vmax=None, layers=None, cmap="cold_hot",
                    title=None, colorbar=True, n_columns=None, backdrop="dark", vmin=None,
                    symmetric_cbar="auto", colorbar_label=None, figure=None, axes=None,
-                   output_file=None):
+                   output_file=None, vmax_percentile=VMAX_PERCENTILE):
     """Plot a map over neurons as a mosaic of layer slices (nilearn's ``plot_stat_map``).
 
     Each layer is the axial slice of the grid's image; its units fill the
@@ -224,6 +226,13 @@ def plot_brain_map(stat, grid=None, threshold=None, vmax=None, layers=None, cmap
     z-slicers sharing one colour scale (symmetric for a map of both signs,
     as nilearn's); no MNI background, no left/right or coordinate
     annotations (they mean nothing on this grid).
+
+    To draw a grid image with nilearn itself, pass ``bg_img=None`` (nilearn's
+    default background is the MNI152 template, which means nothing here) and
+    ``resampling_interpolation="nearest"``, e.g.
+    ``nilearn.plotting.plot_stat_map(img, bg_img=None, display_mode="z",
+    cut_coords=..., resampling_interpolation="nearest")``: this function does
+    so, one z-slice per layer.
 
     Parameters
     ----------
@@ -236,7 +245,9 @@ def plot_brain_map(stat, grid=None, threshold=None, vmax=None, layers=None, cmap
         None shows every neuron.
     vmax : float, optional
         Top of the colour scale (``[-vmax, vmax]`` when symmetric); default
-        the largest absolute value, or the maximum.
+        the ``vmax_percentile`` percentile of the neurons' non-zero
+        ``|values|`` (or values), so that a few outlier neurons do not wash
+        out the map; the colour bar label then names the true maximum.
     layers : list of int, optional
         Model layers to show (default all), as in ``grid.layers``.
     cmap : str or Colormap, default "cold_hot"
@@ -259,6 +270,9 @@ def plot_brain_map(stat, grid=None, threshold=None, vmax=None, layers=None, cmap
         Region of ``figure`` to fill; an Axes is replaced by the mosaic.
     output_file : str or Path, optional
         Save the figure there and close it; returns None.
+    vmax_percentile : float or None, default 99.9
+        Percentile of the default ``vmax`` (never below ``threshold``);
+        None: the largest absolute value, or the maximum (nilearn's rule).
 
     Returns
     -------
@@ -270,7 +284,9 @@ def plot_brain_map(stat, grid=None, threshold=None, vmax=None, layers=None, cmap
 
     data, grid = stat_to_array(stat, grid)
     threshold = check_number(threshold, "threshold")
-    vmin, vmax, symmetric = color_range(data, vmin, vmax, symmetric_cbar)
+    vmin, vmax, symmetric, clipped = robust_color_range(data, vmin, vmax, symmetric_cbar,
+                                                        vmax_percentile, threshold)
+    colorbar_label = scale_label(colorbar_label, clipped, symmetric, vmax_percentile)
     slots = layer_slots(grid, layers)
     back = check_backdrop(backdrop)
     img = grid.to_img(data.astype(np.float32))
@@ -309,7 +325,8 @@ def _mosaic_figure(draw, grid, slots, figure, axes, n_columns, title, colorbar, 
 
 def plot_flat_map(stat, grid=None, threshold=None, vmax=None, cmap="cold_hot", title=None,
                   colorbar=True, backdrop="dark", vmin=None, symmetric_cbar="auto",
-                  colorbar_label=None, figure=None, axes=None, output_file=None):
+                  colorbar_label=None, figure=None, axes=None, output_file=None,
+                  vmax_percentile=VMAX_PERCENTILE):
     """Plot a map over neurons as one flat layer x unit image.
 
     Layers run up the y axis (first layer at the bottom), units along x; one
@@ -323,8 +340,9 @@ def plot_flat_map(stat, grid=None, threshold=None, vmax=None, cmap="cold_hot", t
         Required for an array.
     threshold : float, optional
         Mask neurons with ``|value| < threshold``.
-    vmax, vmin, symmetric_cbar, colorbar_label
-        Colour scale, as in :func:`plot_brain_map`.
+    vmax, vmin, symmetric_cbar, colorbar_label, vmax_percentile
+        Colour scale, as in :func:`plot_brain_map` (by default the 99.9th
+        percentile of ``|values|``, the true maximum named on the colour bar).
     cmap : str or Colormap, default "cold_hot"
     title : str, optional
     colorbar : bool, default True
@@ -346,7 +364,9 @@ def plot_flat_map(stat, grid=None, threshold=None, vmax=None, cmap="cold_hot", t
     """
     data, grid = stat_to_array(stat, grid)
     threshold = check_number(threshold, "threshold")
-    vmin, vmax, _ = color_range(data, vmin, vmax, symmetric_cbar)
+    vmin, vmax, symmetric, clipped = robust_color_range(data, vmin, vmax, symmetric_cbar,
+                                                        vmax_percentile, threshold)
+    colorbar_label = scale_label(colorbar_label, clipped, symmetric, vmax_percentile)
     back = check_backdrop(backdrop)
     figure, axes = single_axes(figure, axes, (11, 4.5))
     _draw_flat(axes, data, grid, threshold, vmin, vmax, cmap, back, colorbar, colorbar_label)
@@ -398,7 +418,7 @@ def network_display(networks, k, threshold="auto"):
 
 def plot_network(networks, k, kind="mosaic", threshold="auto", vmax=None, layers=None,
                  cmap="cold_hot", title=None, colorbar=True, backdrop="dark", figure=None,
-                 axes=None, output_file=None):
+                 axes=None, output_file=None, vmax_percentile=VMAX_PERCENTILE):
     """Plot one network: its z-map at the network's threshold.
 
     Parameters
@@ -414,9 +434,10 @@ def plot_network(networks, k, kind="mosaic", threshold="auto", vmax=None, layers
         default; negative z beyond it shows too, as nilearn draws maps); when
         the networks were not made by a threshold (``top_k``), only the
         network's own neurons are shown.
-    vmax, layers, cmap, title, colorbar, backdrop, figure, axes, output_file
+    vmax, layers, cmap, title, colorbar, backdrop, figure, axes, output_file, vmax_percentile
         As in :func:`plot_brain_map` (``axes`` only for ``"mosaic"`` and
-        ``"flat"``). The default title is ``"network k (n neurons)"``.
+        ``"flat"``). The default title is ``"network k (n neurons)"``; the
+        default scale tops out at the 99.9th percentile of ``|z|``.
 
     Returns
     -------
@@ -433,7 +454,7 @@ def plot_network(networks, k, kind="mosaic", threshold="auto", vmax=None, layers
     grid = networks.grid
     common = dict(grid=grid, threshold=thr, vmax=vmax, cmap=cmap, title=title,
                   colorbar=colorbar, backdrop=backdrop, symmetric_cbar=True,
-                  colorbar_label="z")
+                  colorbar_label="z", vmax_percentile=vmax_percentile)
     if kind == "mosaic":
         return plot_brain_map(data, layers=layers, figure=figure, axes=axes,
                               output_file=output_file, **common)
@@ -442,7 +463,7 @@ def plot_network(networks, k, kind="mosaic", threshold="auto", vmax=None, layers
     if axes is not None:
         raise ValueError("'axes' cannot hold kind='both' (a mosaic and a flat map): pass "
                          "'figure', or draw each kind on its own axes.")
-    vmin, vmax, _ = color_range(data, None, vmax, True)
+    vmin, vmax, _, _ = robust_color_range(data, None, vmax, True, vmax_percentile, thr)
     slots = layer_slots(grid, layers)
     _, _, (width, height) = mosaic_layout(grid, len(slots), None, colorbar, title)
     flat_h = 2.6
