@@ -92,6 +92,8 @@ def test_report_is_self_contained_and_has_every_section(report, pipeline):
     glm_tokens = json.loads((pipeline["glm"] / "networks.json").read_text())
     assert glm_tokens["networks"][0]["top_tokens"]  # the GLM network carries its top tokens
     assert "Top tokens" in glm and "<th>passing</th>" in glm  # and the report shows them
+    inhibit = text[text.index('id="intervention-0"'):text.index('id="intervention-1"')]
+    assert re.search(r"Networks edited: 3 networks of .*, from \S*net0 \(same masks\)", inhibit)
     assert "tiny-llama" in text or "tinyllama" in text or str(pipeline["rec"]) in text
 
 
@@ -188,6 +190,7 @@ def test_empty_results_give_a_note_not_a_figure(tmp_path, capsys):
     assert "warning" not in capsys.readouterr().err
     text = out.read_text()
     assert "No edited network in this file" in text and "holds no pair" in text
+    assert "No networks recorded for these rows" in text
     assert "data:image/png" not in text
 
 

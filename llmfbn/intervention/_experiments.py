@@ -19,8 +19,6 @@ and a rerun with the same CSV skips what is already there, after checking
 that the CSV's settings file (:mod:`llmfbn.io._results`) agrees with this run.
 """
 
-import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -238,12 +236,9 @@ def _model_settings(loaded):
 
 def _networks_settings(networks):
     """The networks' identity: a hash of the grid's layout and of every mask."""
-    grid, masks = networks.grid, np.ascontiguousarray(networks.masks, dtype=bool)
-    digest = hashlib.sha256(json.dumps({"layers": grid.layers, "width": grid.width,
-                                        "shape": list(masks.shape)}).encode())
-    digest.update(np.packbits(masks).tobytes())
-    return {"sha256": "sha256:" + digest.hexdigest(), "n_networks": len(networks),
-            "model": grid.model}
+    from llmfbn.io._results import networks_identity
+
+    return networks_identity(networks.masks, networks.grid)
 
 
 def _settings(command, loaded, evaluations, networks=None, n_controls=None,

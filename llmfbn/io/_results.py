@@ -21,9 +21,13 @@ reported), but never resumed: its rows cannot be recomputed with the new
 columns, and mixing the two is refused.
 """
 
+import hashlib
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from llmfbn import __version__
 from llmfbn.io._atomic import atomic_path, recover_interrupted, write_json
@@ -206,6 +210,29 @@ def read_results(results):
     for column in _NUMERIC_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
+
+
+def networks_identity(masks, grid):
+    """The networks as a results manifest records them: a content hash, their number, model.
+
+    Parameters
+    ----------
+    masks : bool array of shape (n_networks, n_layers, n_units)
+    grid : NeuronGrid
+
+    Returns
+    -------
+    dict
+        ``{"sha256": hash of the grid's layout and of every mask, "n_networks",
+        "model"}``: the same masks on the same layout give the same hash, wherever
+        the folder lies (so a report finds the networks folder behind a CSV).
+    """
+    masks = np.ascontiguousarray(masks, dtype=bool)
+    digest = hashlib.sha256(json.dumps({"layers": grid.layers, "width": grid.width,
+                                        "shape": list(masks.shape)}).encode())
+    digest.update(np.packbits(masks).tobytes())
+    return {"sha256": "sha256:" + digest.hexdigest(), "n_networks": len(masks),
+            "model": grid.model}
 
 
 def read_settings(csv_path):

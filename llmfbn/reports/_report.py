@@ -63,8 +63,9 @@ def make_report(paths, out_file, max_networks=None, connectivity_runs=50, overwr
     for n, item in enumerate(by_kind["glm"]):
         log(f"Report: GLM {item.path}", verbose)
         sections.append(_glm_section(item, n))
+    folders = by_kind["networks"] + by_kind["glm"]
     for n, item in enumerate(by_kind["intervention"]):
-        sections.append(_intervention_section(item, n))
+        sections.append(_intervention_section(item, n, folders))
     model = grid.model if grid is not None else "LLM"
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     document = page(f"llmfbn report: {model}", f"Written {stamp} by llmfbn {__version__} from "
@@ -271,12 +272,35 @@ def _glm_section(item, n):
     return section
 
 
-def _intervention_section(item, n):
+def _networks_behind(csv_path, folders):
+    """A sentence naming the networks folder behind a results CSV (from its settings file)."""
+    from llmfbn.io import read_networks_folder, read_settings
+    from llmfbn.io._results import networks_identity
+
+    settings = read_settings(csv_path)
+    used = (settings or {}).get("networks")
+    if not isinstance(used, dict) or not used.get("sha256"):
+        return ("No networks recorded for these rows (no settings file, or only the "
+                "unmodified model).")
+    matches = []
+    for folder in folders:
+        read = read_networks_folder(folder.path)
+        if networks_identity(read.masks, read.grid)["sha256"] == used["sha256"]:
+            matches.append(str(folder.path))
+    what = f"{used.get('n_networks')} networks of {used.get('model')!r}"
+    if matches:
+        return f"Networks edited: {what}, from {' and '.join(matches)} (same masks)."
+    return (f"Networks edited: {what} ({str(used['sha256'])[:19]}…); no networks or GLM folder "
+            f"given to this report holds these masks.")
+
+
+def _intervention_section(item, n, folders=()):
     from llmfbn.io import RESULT_COLUMNS, read_results
     from llmfbn.plotting import plot_dose_response, plot_intervention
 
     frame = read_results(item.path)
     section = Section(f"Interventions: {item.path.name}", f"intervention-{n}")
+    section.note(_networks_behind(item.path, folders))
     columns = list(RESULT_COLUMNS)
     rows = frame[columns].to_dict("records")
     section.add(table_html([{k: _plain(v) for k, v in r.items()} for r in rows], columns))
