@@ -81,9 +81,14 @@ def test_report_is_self_contained_and_has_every_section(report, pipeline):
                    "intervention-0", "intervention-1"):
         assert f'id="{anchor}"' in text, anchor
     n_images = text.count('src="data:image/png;base64,')
-    # carpet + atlas + profile + connectivity + 3 networks + consistency + 2 GLM maps
-    # + inhibit plot + amplify plot + dose-response
-    assert n_images == 13
+    # carpet + atlas + profile + connectivity + 3 networks + consistency (IoU and correlation
+    # of each matched network pair: one pair of folders) + 2 GLM maps + inhibit plot
+    # + amplify plot + dose-response
+    assert n_images == 14
+    consistency = text[text.index('id="consistency-0"'):text.index('id="glm-0"')]
+    assert consistency.count("data:image/png") == 2
+    assert "of each matched network pair" in consistency and "filled dots: p &lt; 0.05" in \
+        consistency
     networks = json.loads((pipeline["net0"] / "networks.json").read_text())
     first_token = networks["networks"][0]["top_tokens"][0]["context"]
     assert first_token.split("[")[0].strip().replace("&", "&amp;") in text

@@ -229,9 +229,37 @@ def _consistency_section(item, n):
     section.add(table_html(rows, ["a", "b", "median IoU", "null IoU", "x chance",
                                   "pairs p<0.05", "matched pairs", "median r", "median z (r)",
                                   "pairs p<0.05 (r)"]))
+    if len(document["pairs"]) == 1:
+        # One pair of folders: a 1 x 1 folder matrix says nothing; show every matched
+        # network pair against its own null instead.
+        pair = document["pairs"][0]
+        for metric, what in (("iou", "IoU"), ("correlation", "spatial correlation")):
+            section.add(figure_html(
+                plot_consistency(_match_report(pair[metric])), alt=f"consistency {metric}",
+                caption=f"{what} of each matched network pair ({pair['a']} against "
+                        f"{pair['b']}), best first, against its null (grey: mean to 95th "
+                        f"percentile of {document.get('n_draws')} draws); filled dots: "
+                        f"p < 0.05."))
+        return section
     section.add(figure_html(plot_consistency(document), alt="consistency",
                             caption="Matched IoU of each pair against its null."))
     return section
+
+
+def _match_report(entry):
+    """A :class:`~llmfbn.networks.MatchReport` from one matching of a consistency file."""
+    from llmfbn.networks import MatchReport
+
+    def floats(name):
+        values = entry.get(name)
+        return None if values is None else np.array(
+            [np.nan if v is None else v for v in values], dtype=float)
+
+    return MatchReport(pairs=[tuple(p) for p in entry["pairs"]], scores=floats("scores"),
+                       null_mean=floats("null_mean"), null_p95=floats("null_p95"),
+                       ratio=floats("ratio"), p_value=floats("p_value"),
+                       metric=entry.get("metric", "iou"), n_draws=entry.get("n_draws", 0),
+                       null_sd=floats("null_sd"))
 
 
 def _glm_section(item, n):
