@@ -85,6 +85,8 @@ def test_report_is_self_contained_and_has_every_section(report, pipeline):
     # of each matched network pair: one pair of folders) + 2 GLM maps + inhibit plot
     # + amplify plot + dose-response
     assert n_images == 14
+    recording = text[text.index('id="recording-0"'):text.index('id="networks-0"')]
+    assert "<th>n_texts_in_input</th>" in recording and "all; bad: 12, good: 12" in recording
     consistency = text[text.index('id="consistency-0"'):text.index('id="glm-0"')]
     assert consistency.count("data:image/png") == 2
     assert "of each matched network pair" in consistency and "filled dots: p &lt; 0.05" in \

@@ -1,5 +1,6 @@
 """Record an LLM's neurons over texts into Nifti images (model -> images)."""
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -334,7 +335,9 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
             "n_skipped_empty": textset.n_skipped_empty, **stats,
             "limit": selection.get("limit"), "sample": selection.get("sample"),
             "stratify_by": selection.get("stratify_by"), "seed": selection.get("seed"),
-            "n_per_label": selection.get("n_per_label"), "label_names": textset.label_names,
+            "n_per_label": None if textset.labels is None
+            else dict(sorted(Counter(textset.labels).items())),
+            "label_names": textset.label_names,
             "n_runs": len(runs), "n_tokens": sum(run.n_tokens for run in runs),
         }
         layout.write_summary(summary)

@@ -106,12 +106,19 @@ def _recording_section(item, n):
     from llmfbn.plotting import plot_carpet
 
     section = Section(f"Recording: {item.path.name}", f"recording-{n}")
-    rows = [{key: summary.get(key) for key in
-             ("task", "input", "n_runs", "n_tokens", "n_texts_in_input", "limit")}
-            for summary in read_summaries(item.path)]
+    columns = ["task", "input", "input_format", "n_texts_in_input", "n_skipped_empty",
+               "n_texts", "selection", "n_runs", "n_tokens"]
+    rows = []
+    for summary in read_summaries(item.path):
+        row = {key: summary.get(key) for key in columns}
+        row["selection"] = _selection_text(summary)
+        rows.append(row)
     if rows:
-        section.add(table_html(rows, ["task", "input", "n_runs", "n_tokens",
-                                      "n_texts_in_input", "limit"]))
+        section.add(table_html(rows, columns))
+        section.note("n_texts_in_input: texts the reader offered, empty ones included (lines, "
+                     "records, rows, list items; WikiText paragraphs or articles, headings "
+                     "being boundaries); n_texts: those recorded, after skipping empty texts "
+                     "and the limit or sample.")
     paths, grid = find_recording_images(item.path)
     section.note(f"{len(paths)} finished runs. Each run is a 4-D Nifti image: "
                  f"{grid.shape[0]} x {grid.shape[1]} voxels per layer, {grid.n_layers} "
@@ -121,6 +128,23 @@ def _recording_section(item, n):
                                     f"grouped by layer) at every token (columns).",
                             alt="carpet plot"))
     return section
+
+
+def _selection_text(summary):
+    """How a task's texts were selected, in words ('all' when they were not)."""
+    if summary.get("sample") is not None:
+        text = f"random sample of {summary['sample']} (seed {summary.get('seed')}"
+        if summary.get("stratify_by"):
+            text += f", stratified by {summary['stratify_by']}"
+        text += ")"
+    elif summary.get("limit") is not None:
+        text = f"first {summary['limit']}"
+    else:
+        text = "all"
+    per_label = summary.get("n_per_label")
+    if per_label:
+        text += "; " + ", ".join(f"{label}: {k}" for label, k in per_label.items())
+    return text
 
 
 def _networks_section(item, n, max_networks, recordings, connectivity_runs):
