@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import nibabel as nib
+from nibabel.imageglobals import LoggingOutputSuppressor
 import numpy as np
 
 from llmfbn import __version__
@@ -244,7 +245,10 @@ def _image_problem(bold, grid, n_tokens):
     if not bold.is_file():
         return f"{bold} is missing"
     try:
-        img = nib.load(str(bold))
+        # nibabel logs its header repairs ("sizeof_hdr should be 348"); the
+        # problem is reported in our one line instead.
+        with LoggingOutputSuppressor():
+            img = nib.load(str(bold))
         header = img.header
         shape = tuple(int(n) for n in img.shape)
         itemsize = np.dtype(header.get_data_dtype()).itemsize
