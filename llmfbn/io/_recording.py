@@ -27,8 +27,8 @@ import warnings
 from pathlib import Path
 
 import nibabel as nib
-from nibabel.imageglobals import LoggingOutputSuppressor
 import numpy as np
+from nibabel.imageglobals import LoggingOutputSuppressor
 
 from llmfbn import __version__
 from llmfbn.io._atomic import atomic_path, write_json
