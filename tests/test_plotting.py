@@ -132,7 +132,7 @@ def test_colour_scale_resists_outlier_neurons_and_names_the_maximum(grid, zmap):
     mosaic = plotting.plot_brain_map(spiky, grid, colorbar_label="z")
     assert _stat_images(mosaic)[0].norm.vmax == pytest.approx(robust)
     label = mosaic.colorbar.ax.get_ylabel()
-    assert label.startswith("z (max |value| 500;") and "99.9th percentile" in label
+    assert label == "z (to 99.9th percentile; max |value| 500)"
     ax = plotting.plot_flat_map(spiky, grid)
     assert ax.images[0].norm.vmax == pytest.approx(robust)
     assert "max |value| 500" in ax.figure.axes[-1].get_ylabel()  # the colour bar
@@ -144,6 +144,18 @@ def test_colour_scale_resists_outlier_neurons_and_names_the_maximum(grid, zmap):
     assert _stat_images(high)[0].norm.vmax == pytest.approx(20.0)
     with pytest.raises(ValueError, match="'vmax_percentile' must lie in"):
         plotting.plot_flat_map(spiky, grid, vmax_percentile=0)
+
+
+def test_flat_map_default_colour_map_needs_no_earlier_nilearn_import():
+    """'cold_hot' is nilearn's: a fresh interpreter drawing a flat map first must find it."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('Agg'); import numpy as np; "
+            "from llmfbn.grid import NeuronGrid; from llmfbn.plotting import plot_flat_map; "
+            "plot_flat_map(np.ones((2, 4)), grid=NeuronGrid(2, 4))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-500:]
 
 
 def test_brain_map_from_image_equals_from_array(grid, zmap, tmp_path):

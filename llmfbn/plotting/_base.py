@@ -226,7 +226,7 @@ def scale_label(label, clipped, symmetric, percentile=VMAX_PERCENTILE):
     if clipped is None:
         return label
     what = "|value|" if symmetric else "value"
-    note = f"max {what} {clipped:.3g}; scale at {percentile:g}th percentile"
+    note = f"to {percentile:g}th percentile; max {what} {clipped:.3g}"
     return f"{label} ({note})" if label else note
 
 

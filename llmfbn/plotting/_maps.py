@@ -376,6 +376,8 @@ def plot_flat_map(stat, grid=None, threshold=None, vmax=None, cmap="cold_hot", t
 
 
 def _draw_flat(axes, data, grid, threshold, vmin, vmax, cmap, backdrop, colorbar, label=None):
+    import nilearn.plotting.cm  # noqa: F401  registers nilearn's colour maps ("cold_hot")
+
     shown = np.ma.masked_where(np.abs(data) < threshold, data) if threshold \
         else np.ma.masked_array(data, mask=np.zeros(data.shape, bool))
     image = axes.imshow(shown, origin="lower", aspect="auto", interpolation="nearest",
