@@ -287,3 +287,62 @@ def test_cli_refuses_jsonl_as_text_and_repeated_names(tmp_path, capsys):
     assert main(["evaluate", "--eval", f"text={text}", "--eval", f"text=text:{text}",
                  "--out", str(tmp_path / "r.csv")]) == 2
     assert "names task 'text' twice" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# Against lm-evaluation-harness itself, on SmolLM2 (the issue's target, on fewer items)
+# --------------------------------------------------------------------------------------
+
+N_ITEMS = 16  # ~1 min on 2 cores; the first 200 items agree too (measured by hand)
+
+
+def lm_eval_scores(loaded, folder, hellaswag, lambada):
+    """lm-eval's acc/acc_norm and acc/perplexity over the same parsed items (local files)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    write_jsonl(folder / "hs.jsonl", [{"query": i.context, "choices": list(i.choices),
+                                       "gold": i.gold} for i in hellaswag])
+    write_jsonl(folder / "lb.jsonl", [{"context": i.context, "continuation": i.continuation}
+                                      for i in lambada])
+    common = "dataset_path: json\ntest_split: test\n"
+    (folder / "hs.yaml").write_text(
+        f"task: hs_local\n{common}dataset_kwargs: {{data_files: {{test: {folder / 'hs.jsonl'}}}}}\n"
+        "output_type: multiple_choice\ndoc_to_text: '{{query}}'\n"
+        "doc_to_choice: '{{choices}}'\ndoc_to_target: '{{gold}}'\n"
+        "metric_list: [{metric: acc}, {metric: acc_norm}]\n")
+    # lm-eval's lambada_openai.yaml, on the file's own context/continuation split
+    (folder / "lb.yaml").write_text(
+        f"task: lb_local\n{common}dataset_kwargs: {{data_files: {{test: {folder / 'lb.jsonl'}}}}}\n"
+        "output_type: loglikelihood\ndoc_to_text: '{{context}}'\n"
+        "doc_to_target: \"{{' ' + continuation}}\"\n"
+        "metric_list: [{metric: perplexity, aggregation: perplexity, higher_is_better: false},"
+        " {metric: acc, aggregation: mean, higher_is_better: true}]\n")
+    import os
+
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=8,
+              add_bos_token=False)
+    out = simple_evaluate(model=lm, tasks=["hs_local", "lb_local"], num_fewshot=0,
+                          task_manager=TaskManager(include_path=str(folder),
+                                                   include_defaults=False))
+    return out["results"]
+
+
+@pytest.mark.integration
+def test_lambada_hellaswag_agree_with_lm_eval(smollm2, tmp_path):
+    pytest.importorskip("lm_eval")
+    hs_path, lb_path = shared_data("hellaswag"), shared_data("lambada_openai")
+    hs = make_evaluation("hellaswag", hs_path, limit=N_ITEMS).run(smollm2.model,
+                                                                  smollm2.tokenizer)
+    lb = make_evaluation("lambada_openai", lb_path, limit=N_ITEMS).run(smollm2.model,
+                                                                       smollm2.tokenizer)
+    theirs = lm_eval_scores(smollm2, tmp_path, load_task("hellaswag", hs_path, limit=N_ITEMS),
+                            load_task("lambada_openai", lb_path, limit=N_ITEMS))
+    assert abs(hs["accuracy"].value - theirs["hs_local"]["acc,none"]) <= 0.015
+    assert abs(hs["accuracy_norm"].value - theirs["hs_local"]["acc_norm,none"]) <= 0.015
+    assert abs(lb["accuracy"].value - theirs["lb_local"]["acc,none"]) <= 0.015
+    assert lb["perplexity"].value == pytest.approx(theirs["lb_local"]["perplexity,none"],
+                                                   rel=0.02)
+    assert 0.1 < lb["accuracy"].value < 0.9 and 0.1 < hs["accuracy_norm"].value < 0.9
