@@ -27,6 +27,10 @@ def add_intervention_parsers(subparsers):
                                 "(e.g. the base model of a fine-tuned one)")
     for p in (evaluate, intervene):
         p.add_argument("--model", default="smollm2-135m")
+        p.add_argument("--model-dtype", default="float32", choices=("float32", "bfloat16"),
+                       help="weights and activations dtype (default float32); bfloat16 runs "
+                            "about 2x faster on CPUs with bfloat16 instructions. Recorded in "
+                            "the settings file: a resume never mixes the two")
         p.add_argument("--eval", action="append", required=True, metavar="NAME=FORMAT:PATH",
                        help="an evaluation named NAME (the CSV's task column), repeat for "
                             "several. FORMAT: text or wikitext2 (perplexity of a plain-text "
@@ -130,7 +134,8 @@ def _check_numbers(args):
 
 
 #: The flags that set each setting of the results' settings file.
-_FLAGS = {"model": "--model", "networks": "--networks", "n_controls": "--controls",
+_FLAGS = {"model": "--model", "model_dtype": "--model-dtype", "networks": "--networks",
+          "n_controls": "--controls",
           "random_state": "--random-state", "kind": "the --eval format", "file": "the --eval file",
           "limit": "--limit", "max_tokens": "--max-tokens", "max_length": "--max-length",
           "stride": "--stride"}
@@ -191,8 +196,9 @@ def _cmd_intervene(args):
     try:
         check_out_csv(args.out, evaluations, networks,
                       args.controls if intervene else None,
-                      args.random_state if intervene else None, overwrite=args.force)
-        model = load_model(args.model, verbose=verbose)
+                      args.random_state if intervene else None, overwrite=args.force,
+                      dtype=args.model_dtype)
+        model = load_model(args.model, dtype=args.model_dtype, verbose=verbose)
         if not intervene:
             rows = baseline_rows(model, evaluations, out_csv=args.out, overwrite=args.force,
                                  verbose=verbose)

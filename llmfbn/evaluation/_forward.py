@@ -7,7 +7,9 @@ only when a batch holds padding, so a batch of equal-length sequences runs
 exactly as one unpadded call would.
 """
 
+import contextvars
 import inspect
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -44,11 +46,34 @@ def pad_id(tokenizer):
     return 0
 
 
-def _accepts_logits_to_keep(model):
+#: ``(model, engine)`` while :func:`logprob_engine` is active, else None.
+_ENGINE = contextvars.ContextVar("llmfbn_logprob_engine", default=None)
+
+
+@contextmanager
+def logprob_engine(model, engine):
+    """Inside the block, :func:`target_logprobs` on ``model`` calls ``engine`` instead.
+
+    ``engine(sequences, starts, pad_token_id)`` must return what
+    :func:`target_logprobs` would. Sweeps use it to share work between edits
+    (``llmfbn.intervention``); calls on any other model are unaffected.
+    """
+    token = _ENGINE.set((model, engine))
     try:
-        return "logits_to_keep" in inspect.signature(model.forward).parameters
+        yield
+    finally:
+        _ENGINE.reset(token)
+
+
+def _accepts(function, name):
+    try:
+        return name in inspect.signature(function).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _accepts_logits_to_keep(model):
+    return _accepts(model.forward, "logits_to_keep")
 
 
 def target_logprobs(model, sequences, starts, pad_token_id=0, return_greedy=False):
@@ -66,7 +91,9 @@ def target_logprobs(model, sequences, starts, pad_token_id=0, return_greedy=Fals
     pad_token_id : int, default 0
     return_greedy : bool, default False
         Also say, per sequence, whether every scored token is the model's
-        argmax prediction (lm-eval's ``is_greedy``).
+        argmax prediction (lm-eval's ``is_greedy``). Inside
+        ``logprob_engine``, an engine that takes ``return_greedy`` answers;
+        one that does not is bypassed and the model itself is called.
 
     Returns
     -------
@@ -78,6 +105,14 @@ def target_logprobs(model, sequences, starts, pad_token_id=0, return_greedy=Fals
     """
     import torch
 
+    active = _ENGINE.get()
+    if active is not None and active[0] is model:
+        if not return_greedy:
+            return active[1](sequences, starts, pad_token_id)
+        if _accepts(active[1], "return_greedy"):
+            return active[1](sequences, starts, pad_token_id, return_greedy=True)
+        # An engine that cannot tell greedy tokens: the model itself answers (an engine
+        # that shares work must notice this call, as it notices any other).
     lengths = [len(s) for s in sequences]
     width = max(lengths)
     ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)

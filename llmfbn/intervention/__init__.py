@@ -25,6 +25,7 @@ from llmfbn.intervention._experiments import (
     summarise_edit,
 )
 from llmfbn.intervention._fold import fold_edit
+from llmfbn.intervention._sweep import evaluate_edits, shares_prefix
 from llmfbn.intervention._targets import (
     check_networks_fit,
     model_grid,
@@ -46,6 +47,7 @@ __all__ = [
     "compare_to_controls",
     "confidence_interval",
     "edit_neurons",
+    "evaluate_edits",
     "fold_edit",
     "inhibit",
     "intervention_sweep",
@@ -54,6 +56,7 @@ __all__ = [
     "model_grid",
     "resolve_targets",
     "scale",
+    "shares_prefix",
     "summarise_edit",
     "targets_to_mask",
 ]

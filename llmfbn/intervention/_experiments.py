@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.intervention._controls import compare_to_controls, matched_controls
-from llmfbn.intervention._edit import amplify, inhibit, scale
+from llmfbn.intervention._sweep import evaluate_edits
 from llmfbn.intervention._targets import check_networks_fit
 from llmfbn.io import (
     RESULT_COLUMNS,
@@ -172,12 +173,14 @@ def _file_settings(path):
     return {"path": str(path), "sha256": digest}
 
 
-def _edit_context(mode, value):
+def _edit_fn(mode, value):
+    """The function ``inhibit`` / ``amplify`` / ``scale`` apply to the selected neurons."""
     if mode == "inhibit":
-        return lambda model, targets: inhibit(model, targets)
+        return torch.zeros_like
+    value = float(value)
     if mode == "amplify":
-        return lambda model, targets: amplify(model, targets, value)
-    return lambda model, targets: scale(model, targets, value)
+        return lambda x: x + value
+    return lambda x: x * value
 
 
 def _control_seed(random_state, network):
@@ -241,12 +244,19 @@ def _networks_settings(networks):
     return networks_identity(networks.masks, networks.grid)
 
 
+def _model_dtype(model):
+    """The dtype name of a model's weights (``"float32"``, ``"bfloat16"``), or None."""
+    dtype = getattr(model, "dtype", None)
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
 def _settings(command, loaded, evaluations, networks=None, n_controls=None,
-              random_state=None):
+              random_state=None, dtype=None):
     """What produces the rows, as the results' settings file holds it."""
     return jsonable({
         "command": command,
         "model": None if loaded is None else _model_settings(loaded),
+        "model_dtype": _model_dtype(loaded.model) if loaded is not None else dtype,
         "networks": None if networks is None else _networks_settings(networks),
         "n_controls": n_controls,
         "random_state": None if random_state is None else int(random_state),
@@ -254,11 +264,12 @@ def _settings(command, loaded, evaluations, networks=None, n_controls=None,
 
 
 def check_out_csv(out_csv, evaluations, networks=None, n_controls=None, random_state=None,
-                  loaded=None, overwrite=False):
+                  loaded=None, overwrite=False, dtype=None):
     """Check, before any work, that ``out_csv`` can take these results.
 
     Everything but the model can be checked before it is loaded
-    (``loaded=None``); :func:`intervention_sweep` and :func:`baseline_rows`
+    (``loaded=None``; ``dtype``, the dtype it will be loaded in, is then
+    checked too); :func:`intervention_sweep` and :func:`baseline_rows`
     check again, model included, before evaluating anything. ``networks``
     None means ``llmfbn evaluate`` (baseline rows only).
 
@@ -279,7 +290,7 @@ def check_out_csv(out_csv, evaluations, networks=None, n_controls=None, random_s
             pass
     command = "evaluate" if networks is None else "intervene"
     check_results_output(out_csv, _settings(command, loaded, evaluations, networks, n_controls,
-                                            random_state), overwrite)
+                                            random_state, dtype), overwrite)
 
 
 def _n_units(score):
@@ -464,18 +475,15 @@ def intervention_sweep(loaded, networks, evaluations, network_ids=None, mode="in
 def _edited_rows(loaded, networks, k, mode, value, evaluation, n_controls, random_state,
                  baselines, progress):
     """Rows of network ``k`` edited and its matched controls, one per metric."""
-    model, tokenizer = loaded.model, loaded.tokenizer
     mask = networks.masks[k]
     controls = matched_controls(mask, n_controls, random_state=_control_seed(random_state, k))
-    context = _edit_context(mode, value)
-    with context(model, {layer: mask[slot] for slot, layer in enumerate(networks.grid.layers)}):
-        edited = evaluation.run(model, tokenizer)
-    progress.update()
-    control_scores = []
-    for control in controls:
-        with context(model, {layer: control[slot]
-                             for slot, layer in enumerate(networks.grid.layers)}):
-            control_scores.append(evaluation.run(model, tokenizer))
-        progress.update()
+    layers = networks.grid.layers
+    # The network and its controls share the layers before their first edited one
+    # (same per-layer counts): evaluate_edits computes those once per batch.
+    targets = [{layer: m[slot] for slot, layer in enumerate(layers)} for m in [mask, *controls]]
+    scores = evaluate_edits(loaded.model, loaded.tokenizer, evaluation, targets,
+                            _edit_fn(mode, value))
+    progress.update(len(targets))
+    edited, control_scores = scores[0], scores[1:]
     return summarise_edit(edited, control_scores, baselines[evaluation.task], k,
                           networks.sizes[k], evaluation.task, mode, value)
