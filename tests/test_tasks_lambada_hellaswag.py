@@ -148,6 +148,8 @@ def test_evaluate_cloze_matches_reference(tmp_path):
                       type(result))
     with pytest.raises(TypeError, match="ClozeItem"):
         evaluate_cloze(loaded.model, loaded.tokenizer, [Item("a", ("b", "c"), 0)])
+    with pytest.raises(TypeError, match="Item 0 is a ClozeItem.*evaluate_cloze"):
+        evaluate_task(loaded.model, loaded.tokenizer, items)
 
 
 def test_greedy_is_every_token():

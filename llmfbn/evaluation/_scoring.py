@@ -139,7 +139,9 @@ def _check_items(items):
     for k, item in enumerate(items):
         if not isinstance(item, Item):
             raise TypeError(
-                f"'items' must hold Item objects. Item {k} is a {type(item).__name__}."
+                f"'items' must hold Item objects. Item {k} is a {type(item).__name__}"
+                + (" (score cloze items with evaluate_cloze)." if isinstance(item, ClozeItem)
+                   else ".")
             )
 
 
