@@ -263,6 +263,38 @@ def test_cli_eval_names_formats_and_manifest(tmp_path, tiny_model_dir, capsys):
     assert code == 2 and "the --eval format of task 'mine' was 'mc', now 'cloze'" in err
 
 
+def test_cli_intervene_on_user_formats(tmp_path, tiny_model_dir, capsys):
+    """Networks vs controls on an mc and a cloze task: rows per metric, paired units."""
+    from llmfbn.grid import NeuronGrid
+    from llmfbn.models import load_model
+    from llmfbn.networks import FunctionalNetworks
+
+    grid = NeuronGrid(3, 24, model=str(tiny_model_dir), signal="mlp", model_layers=3,
+                      weights_hash=load_model(tiny_model_dir).weights_hash)
+    masks = np.zeros((2, 3, 24), bool)
+    masks[0, 0, :6] = masks[1, 2, 6:12] = True
+    FunctionalNetworks(masks.astype(np.float32), masks, grid).save(tmp_path / "net")
+    mc = write_jsonl(tmp_path / "mc.jsonl", [
+        {"query": "the cat sat on the", "choices": ["mat", "sun"], "gold": 0},
+        {"query": "one two", "choices": ["three", "red"], "gold": 0}])
+    cloze = cloze_items(tmp_path).path
+    out = tmp_path / "r.csv"
+    assert main(["intervene", "--model", str(tiny_model_dir), "--networks", str(tmp_path / "net"),
+                 "--eval", f"quiz=mc:{mc}", "--eval", f"story=cloze:{cloze}", "--controls", "2",
+                 "--out", str(out), "-q"]) == 0
+    rows = pd.read_csv(out)
+    edited = rows[rows.network != "none"]
+    assert sorted(set(zip(edited.task, edited.metric))) == [
+        ("quiz", "accuracy"), ("quiz", "accuracy_norm"), ("story", "accuracy"),
+        ("story", "perplexity")]
+    assert len(edited) == 2 * 4 and edited["value"].notna().all()
+    base = rows[(rows.network == "none") & (rows.task == "story")
+                & (rows.metric == "perplexity")]["value"].item()
+    loaded = load_model(tiny_model_dir)
+    ref = evaluate_cloze(loaded.model, loaded.tokenizer, load_task("cloze", cloze))
+    assert base == pytest.approx(ref.perplexity, rel=1e-6)
+
+
 @pytest.mark.parametrize("spec, message", [
     ("notes=foo.txt", "The format of 'notes' .* is missing or unknown: 'foo.txt' was provided"),
     ("x=jsonl:a.jsonl", "is missing or unknown: 'jsonl:a.jsonl'"),
