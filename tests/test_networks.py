@@ -83,6 +83,15 @@ def test_top_tokens_point_at_the_strongest_tokens(planted, tmp_path):
                                                          reverse=True)
 
 
+def test_empty_network_has_no_top_tokens(planted):
+    folder, paths, masks, grid = planted
+    masks = masks.copy()
+    masks[2] = False
+    nets = FunctionalNetworks(zscore_maps(np.ones(masks.shape)), masks, grid)
+    rows = top_tokens(nets, paths[:1], n_tokens=3)
+    assert rows[2] == [] and all(len(rows[k]) == 3 for k in (0, 1, 3, 4))
+
+
 def test_zscore_flips_sign_to_positive_peak():
     comp = np.zeros((2, 1, 100))
     comp[0, 0, 3] = -10.0

@@ -94,6 +94,7 @@ def top_tokens(networks, paths, n_tokens=10, context=6, moments=None):
         ``{"run": file name, "onset": token index, "token": str,
         "context": "... left [token] right", "activation": float}``,
         strongest first. ``activation`` is the network's mean z-scored activity.
+        An empty network (no neuron passed its threshold) has no top tokens: ``[]``.
     """
     check_positive_int(n_tokens, "n_tokens")
     series = network_time_series(networks, paths, moments=moments)
@@ -104,8 +105,9 @@ def top_tokens(networks, paths, n_tokens=10, context=6, moments=None):
             candidates[k].extend((float(values[t, k]), run, int(t)) for t in top)
     token_cache = {}
     out = []
+    empty = networks.sizes == 0
     for k in range(len(networks)):
-        best = sorted(candidates[k], reverse=True)[:n_tokens]
+        best = [] if empty[k] else sorted(candidates[k], reverse=True)[:n_tokens]
         rows = []
         for activation, run, t in best:
             if run not in token_cache:
