@@ -96,7 +96,12 @@ def main():
               f"({time.perf_counter() - start:.0f} s)")
     if args.record_only:
         return
-    from llmfbn.networks import null_matched_correlation, null_matched_iou, stability
+    from llmfbn.networks import (
+        match_summary,
+        null_matched_correlation,
+        null_matched_iou,
+        stability,
+    )
 
     nets, timings = {}, {}
     for name in recordings:
@@ -121,14 +126,15 @@ def main():
     report["stability_quality"] = np.asarray(stab.quality).tolist()
     (args.out / "acceptance.json").write_text(json.dumps(report, indent=1))
 
-    print("\n| comparison | median matched IoU | null IoU (mean) | ratio | pairs IoU > 0.2 "
-          "| median matched r | null r (mean) | pairs p < 0.05 (IoU) |")
+    print("\n| comparison | median matched IoU | null IoU (median) | x chance | pairs IoU > 0.2 "
+          "| median matched r | median z (r) | pairs p < 0.05 (IoU) |")
     print("|---|---|---|---|---|---|---|---|")
     for a, b, by_iou, by_corr in rows:
-        print(f"| {a} vs {b} | {np.median(by_iou.scores):.3f} | {np.mean(by_iou.null_mean):.4f} "
-              f"| {np.median(by_iou.scores) / max(np.mean(by_iou.null_mean), 1e-12):.1f}x "
+        iou, corr = match_summary(by_iou), match_summary(by_corr)
+        print(f"| {a} vs {b} | {iou['median_score']:.3f} | {iou['median_null']:.4f} "
+              f"| {iou['times_chance']:.1f}x "
               f"| {int(np.sum(by_iou.scores > 0.2))}/{len(by_iou.scores)} "
-              f"| {np.median(by_corr.scores):.3f} | {np.mean(by_corr.null_mean):.4f} "
+              f"| {corr['median_score']:.3f} | {corr['median_z']:.1f} "
               f"| {int(np.sum(np.asarray(by_iou.p_value) < 0.05))}/{len(by_iou.scores)} |")
     quality = np.asarray(stab.quality)
     print(f"\nStability across {len(seeds)} seeds (wikia): median Iq {np.median(quality):.3f}, "

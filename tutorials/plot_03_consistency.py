@@ -70,7 +70,13 @@ import warnings
 
 from sklearn.exceptions import ConvergenceWarning
 
-from llmfbn.networks import NetworkDecomposition, null_matched_correlation, null_matched_iou
+from llmfbn.networks import (
+    NetworkDecomposition,
+    describe_match,
+    match_summary,
+    null_matched_correlation,
+    null_matched_iou,
+)
 
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
@@ -82,10 +88,9 @@ def fit(runs, seed=0):
 def compare(a, b, what):
     by_iou = null_matched_iou(a.masks, b.masks, n_draws=N_DRAWS, random_state=0)
     by_map = null_matched_correlation(a.maps, b.maps, n_draws=N_DRAWS, random_state=0)
-    print(f"{what}: median matched IoU {np.median(by_iou.scores):.3f} (null "
-          f"{np.mean(by_iou.null_mean):.4f}); median matched r {np.median(by_map.scores):.2f} "
-          f"(null {np.mean(by_map.null_mean):.3f}); pairs with p < 0.05: "
-          f"{(by_map.p_value < 0.05).sum()} of {len(by_map.pairs)}")
+    # One definition of "x chance" and of the correlation's z everywhere (CLI, JSON, report).
+    print(f"{what}: {describe_match(match_summary(by_iou))}; "
+          f"{describe_match(match_summary(by_map))}")
     return by_iou, by_map
 
 

@@ -157,6 +157,12 @@ def _in_flags(err):
     return err
 
 
+#: The columns printed after a sweep (the CSV holds them all).
+_SHOWN_COLUMNS = ("network", "n_neurons", "task", "metric", "mode", "edit_value", "value",
+                  "control_mean", "ratio", "ratio_ci_low", "ratio_ci_high", "p_value",
+                  "baseline")
+
+
 def _parse_values(text, mode):
     if mode == "inhibit":
         return [None]
@@ -215,7 +221,7 @@ def _cmd_intervene(args):
             raise ValueError(str(err).replace("(allow_other_model=True, --allow-other-model)",
                                               "with --allow-other-model")) from None
         raise
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(rows.drop(columns=["control_ci_low", "control_ci_high"]).to_string(
-            index=False, float_format=lambda x: f"{x:.4g}"))
+    shown = [c for c in _SHOWN_COLUMNS if c in rows.columns]
+    with pd.option_context("display.width", 200, "display.max_columns", len(shown)):
+        print(rows[shown].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"Wrote {args.out}")
