@@ -76,6 +76,32 @@ def _accepts_logits_to_keep(model):
     return _accepts(model.forward, "logits_to_keep")
 
 
+def pad_sequences(sequences, pad_token_id, device):
+    """Right-pad token id lists into one batch.
+
+    Returns
+    -------
+    ids : LongTensor of shape (n_sequences, max_len), on the CPU
+    kwargs : dict
+        ``use_cache=False`` and, when the lengths differ, the
+        ``attention_mask`` (on ``device``) for the model's forward call.
+    """
+    import torch
+
+    lengths = [len(s) for s in sequences]
+    width = max(lengths)
+    ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    kwargs = {"use_cache": False}
+    if min(lengths) < width:
+        mask = torch.zeros_like(ids)
+        for row, n in enumerate(lengths):
+            mask[row, :n] = 1
+        kwargs["attention_mask"] = mask.to(device)
+    return ids, kwargs
+
+
 def target_logprobs(model, sequences, starts, pad_token_id=0, return_greedy=False):
     """Log-probabilities of ``seq[start:]`` given the tokens before, for a batch.
 
@@ -115,15 +141,7 @@ def target_logprobs(model, sequences, starts, pad_token_id=0, return_greedy=Fals
         # that shares work must notice this call, as it notices any other).
     lengths = [len(s) for s in sequences]
     width = max(lengths)
-    ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    kwargs = {"use_cache": False}
-    if min(lengths) < width:
-        mask = torch.zeros_like(ids)
-        for row, n in enumerate(lengths):
-            mask[row, :n] = 1
-        kwargs["attention_mask"] = mask.to(model_device(model))
+    ids, kwargs = pad_sequences(sequences, pad_token_id, model_device(model))
     # Logits at position t - 1 predict token t: keep only the positions needed.
     first = min(starts) - 1
     offset = 0

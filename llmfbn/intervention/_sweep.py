@@ -29,7 +29,12 @@ import numpy as np
 import torch
 
 from llmfbn._utils import log
-from llmfbn.evaluation._forward import logprob_engine, model_device, target_logprobs
+from llmfbn.evaluation._forward import (
+    logprob_engine,
+    model_device,
+    pad_sequences,
+    target_logprobs,
+)
 from llmfbn.intervention._edit import NonFiniteActivationError, edit_neurons
 from llmfbn.intervention._targets import resolve_targets
 from llmfbn.models import locate_neurons
@@ -157,16 +162,8 @@ class _SharedPrefix:
         model, decoder = self.model, self.model.model
         device = model_device(model)
         lengths = [len(s) for s in sequences]
-        batch, width = len(sequences), max(lengths)
-        ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            ids[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        kwargs = {"use_cache": False}
-        if min(lengths) < width:
-            mask = torch.zeros_like(ids)
-            for row, n in enumerate(lengths):
-                mask[row, :n] = 1
-            kwargs["attention_mask"] = mask.to(device)
+        batch = len(sequences)
+        ids, kwargs = pad_sequences(sequences, pad_token_id, device)
         n_layers = model.config.num_hidden_layers
         captured = {}
 
