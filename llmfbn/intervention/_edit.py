@@ -22,6 +22,29 @@ class NonFiniteActivationError(FloatingPointError):
     """An edit produced NaN or inf activations."""
 
 
+def edit_units(values, index, fn, layer, check_finite=True):
+    """Replace ``values[..., index]`` by ``fn`` of them, in place.
+
+    Parameters
+    ----------
+    values : Tensor of shape (..., n_units)
+        A down projection's input (or rows of it).
+    index : LongTensor of shape (n_selected,), on ``values``' device
+    fn : callable
+        ``fn(selected) -> new values`` of the same shape.
+    layer : int
+        For the error message.
+    check_finite : bool, default True
+        Raise :class:`NonFiniteActivationError` when ``fn`` gives NaN or inf.
+    """
+    new = fn(values.index_select(-1, index))
+    if check_finite and not torch.isfinite(new).all():
+        raise NonFiniteActivationError(
+            f"The edit made activations of layer {layer} non-finite (NaN or inf); "
+            f"use a smaller value.")
+    values.index_copy_(-1, index, new.to(values.dtype))
+
+
 def _make_pre_hook(units, fn, layer, check_finite):
     cache = {}
 
@@ -33,12 +56,7 @@ def _make_pre_hook(units, fn, layer, check_finite):
         index = cache.get(hidden.device)
         if index is None:
             index = cache[hidden.device] = units.to(hidden.device)
-        new = fn(edited.index_select(-1, index))
-        if check_finite and not torch.isfinite(new).all():
-            raise NonFiniteActivationError(
-                f"The edit made activations of layer {layer} non-finite (NaN or inf); "
-                f"use a smaller value.")
-        edited.index_copy_(-1, index, new.to(edited.dtype))
+        edit_units(edited, index, fn, layer, check_finite)
         return (edited,) + tuple(args[1:])
 
     return hook

@@ -35,7 +35,7 @@ from llmfbn.evaluation._forward import (
     pad_sequences,
     target_logprobs,
 )
-from llmfbn.intervention._edit import NonFiniteActivationError, edit_neurons
+from llmfbn.intervention._edit import edit_neurons, edit_units
 from llmfbn.intervention._targets import resolve_targets
 from llmfbn.models import locate_neurons
 
@@ -98,14 +98,7 @@ def _row_hook(blocks, fn, layer, check_finite):
     def hook(module, args):
         hidden = args[0]
         for rows, units in blocks:
-            part = hidden[rows]
-            index = units.to(hidden.device)
-            new = fn(part.index_select(-1, index))
-            if check_finite and not torch.isfinite(new).all():
-                raise NonFiniteActivationError(
-                    f"The edit made activations of layer {layer} non-finite (NaN or inf); "
-                    f"use a smaller value.")
-            part.index_copy_(-1, index, new.to(part.dtype))
+            edit_units(hidden[rows], units.to(hidden.device), fn, layer, check_finite)
         return (hidden,) + tuple(args[1:])
 
     return hook
