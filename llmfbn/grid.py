@@ -371,7 +371,7 @@ class NeuronGrid:
                 f"{mine} come from model {self.model!r} but {theirs} is "
                 f"{other.model!r} (same grid, other weights). If that model is derived "
                 f"from the other (e.g. fine-tuned), allow it explicitly "
-                f"(allow_other_model=True, --allow-other-model).")
+                f"(allow_other_model=True).")
 
     def _describe(self):
         return (f"{self.model}, {self.n_layers} layers x {self.width} units, "

@@ -45,7 +45,8 @@ def build_parser():
 #: Library words -> the flags that say the same on the command line.
 _API_TO_FLAGS = (("pass overwrite=True", "pass --force"), ("Pass overwrite=True", "Pass --force"),
                  ("overwrite=True", "--force"),
-                 ("allow_other_model=True", "--allow-other-model"))
+                 ("allow_other_model=True", "--allow-other-model"),
+                 ("another out_csv", "another --out"))
 
 
 def error_line(err):

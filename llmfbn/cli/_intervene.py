@@ -142,18 +142,18 @@ _FLAGS = {"model": "--model", "model_dtype": "--model-dtype", "networks": "--net
 
 
 def _in_flags(err):
-    """A results-CSV error of the library, reworded with the command's flags."""
-    from llmfbn.io import OutputExistsError, ResumeMismatchError, describe_differences
+    """A settings mismatch of the results CSV, each setting named by its flag.
 
-    if isinstance(err, ResumeMismatchError) and getattr(err, "differences", None):
+    (Other library wording, ``overwrite=True`` and the like, is turned into flags by
+    :func:`llmfbn.cli.error_line`.)
+    """
+    from llmfbn.io import ResumeMismatchError, describe_differences
+
+    if getattr(err, "differences", None):
         return ResumeMismatchError(
             f"{err.path} holds results made with other settings: "
             f"{describe_differences(err.differences, _FLAGS)}. Write to another --out, or "
             f"pass --force to start over.")
-    if isinstance(err, OutputExistsError):
-        # path=None: main() prints this message as it is (it says why, not just "exists")
-        return OutputExistsError(str(err).replace("Pass overwrite=True", "Pass --force")
-                                 .replace("another out_csv", "another --out"))
     return err
 
 
@@ -184,7 +184,7 @@ def _cmd_intervene(args):
         check_out_csv,
         intervention_sweep,
     )
-    from llmfbn.io import OutputExistsError, ResumeMismatchError
+    from llmfbn.io import ResumeMismatchError
     from llmfbn.models import load_model
 
     verbose = 0 if args.quiet else 1
@@ -214,13 +214,8 @@ def _cmd_intervene(args):
                 n_controls=args.controls, random_state=args.random_state, out_csv=args.out,
                 overwrite=args.force, allow_other_model=args.allow_other_model,
                 verbose=verbose)
-    except (ResumeMismatchError, OutputExistsError) as err:
+    except ResumeMismatchError as err:
         raise _in_flags(err) from None
-    except ValueError as err:
-        if "allow_other_model=True" in str(err):
-            raise ValueError(str(err).replace("(allow_other_model=True, --allow-other-model)",
-                                              "with --allow-other-model")) from None
-        raise
     shown = [c for c in _SHOWN_COLUMNS if c in rows.columns]
     with pd.option_context("display.width", 200, "display.max_columns", len(shown)):
         print(rows[shown].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
