@@ -36,11 +36,11 @@ WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2
 
 
 def paragraphs(path):
-    """WikiText paragraphs in file order: non-blank lines that are not ``= headings =``."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines
-            if line.strip() and not (line.strip().startswith("=")
-                                     and line.strip().endswith("="))]
+    """WikiText paragraphs in file order (headings and blank lines are boundaries)."""
+    from llmfbn.datasets._wikitext import parse_wikitext
+
+    articles, _ = parse_wikitext(Path(path).read_text(encoding="utf-8").splitlines())
+    return [text for article in articles for _, text in article.paragraphs]
 
 
 def split_texts(path, tokenizer, n_record, n_eval):

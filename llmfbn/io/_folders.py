@@ -11,6 +11,7 @@ folders (networks, GLM) are built beside the target and swapped in
 (:func:`open_folder`). Both hold the output's lock while they write.
 """
 
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -188,8 +189,6 @@ def replace_folder(path, kind, overwrite=False):
             write_json(staging / FOLDER_FILE, _marker(kind))
             swap_in(staging, path)
         except BaseException:
-            import shutil
-
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
