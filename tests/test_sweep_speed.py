@@ -102,17 +102,20 @@ def test_shared_path_gives_plain_zero_shot_and_cloze_scores(tmp_path, tiny_llama
     from llmfbn.evaluation import evaluate_cloze, load_task
 
     model, tokenizer = tiny_llama.model, tiny_llama.tokenizer
-    sst2 = tmp_path / "sst2"
-    sst2.mkdir()
-    (sst2 / "dev.tsv").write_text("sentence\tlabel\n" + "".join(
-        f"{t}\t{k % 2}\n" for k, t in enumerate(["the film was very good", "the film was bad",
-                                                 "it was good", "not good", "a very bad film",
-                                                 "the sun is big"])))
+    # Choices of different words, so that no item is a tie decided by rounding.
+    mc = tmp_path / "mc.jsonl"
+    mc.write_text("".join(
+        f'{{"query": "{q}", "choices": [" {a}", " {b} {a}"], "gold": {k % 2}}}\n'
+        for k, (q, a, b) in enumerate([("the film was", "good", "very"),
+                                       ("the cat sat on the", "mat", "red"),
+                                       ("one two", "three", "four"), ("a dog ran", "far", "away"),
+                                       ("the sun is", "big", "small"),
+                                       ("it was a", "film", "bad")])))
     cloze = tmp_path / "cloze.jsonl"
     cloze.write_text("".join(f'{{"context": "{c}", "continuation": " {w}"}}\n' for c, w in [
         ("the cat sat on the", "mat"), ("one two three", "four"), ("the sun is", "big"),
         ("a dog ran far", "away")]))
-    items, cloze_items = load_task("sst2", sst2), load_task("cloze", cloze)
+    items, cloze_items = load_task("mc", mc), load_task("cloze", cloze)
 
     def run(model, tokenizer):
         choices = evaluate_task(model, tokenizer, items, batch_size=2).per_item
@@ -128,6 +131,8 @@ def test_shared_path_gives_plain_zero_shot_and_cloze_scores(tmp_path, tiny_llama
                            share=False)
     for got, want in zip(shared, plain, strict=True):
         np.testing.assert_allclose(got["loglik"].units, want["loglik"].units, atol=1e-4)
+        gaps = np.abs(np.diff(want["loglik"].units.reshape(-1, 2), axis=1))
+        assert gaps.min() > 1e-3  # no tie for rounding to break
         for metric in ("correct", "greedy"):
             np.testing.assert_array_equal(got[metric].units, want[metric].units)
 
@@ -237,3 +242,23 @@ def test_model_dtype_flag_loads_and_is_checked_before_the_model(tmp_path, tiny_m
         main(["evaluate", "--model", str(tiny_model_dir), "--model-dtype", "float16", *args])
     assert info.value.code == 2
     assert "--model-dtype: invalid choice: 'float16'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_score_positions_is_log_softmax_in_float32_block_by_block(dtype):
+    from llmfbn.evaluation._forward import CPU_SCORE_ROWS, score_positions
+
+    generator = torch.Generator().manual_seed(0)
+    n = 3 * CPU_SCORE_ROWS + 5  # several blocks and a short last one
+    logits = (5 * torch.randn(n, 300, generator=generator)).to(dtype)
+    targets = torch.randint(0, 300, (n,), generator=generator)
+    want = torch.log_softmax(logits.float(), dim=-1)[torch.arange(n), targets].double()
+    logp, greedy = score_positions(logits, targets, return_greedy=True)
+    assert logp.dtype == np.float64 and logp.shape == (n,)
+    np.testing.assert_allclose(logp, want.numpy(), atol=1e-5)
+    assert greedy is False
+    assert score_positions(logits, targets)[1] is None  # argmax skipped unless asked
+    best = logits.float().argmax(dim=-1)
+    assert score_positions(logits, best, return_greedy=True)[1] is True
+    empty = score_positions(logits[:0], targets[:0], return_greedy=True)
+    assert empty[0].shape == (0,) and empty[1] is True

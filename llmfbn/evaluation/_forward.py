@@ -102,6 +102,49 @@ def pad_sequences(sequences, pad_token_id, device):
     return ids, kwargs
 
 
+#: Rows of logits scored at a time on a CPU: each block is converted to float32
+#: and reduced while it sits in cache (about 2x faster than the whole
+#: ``(positions, vocab)`` matrix at once for a 49k vocabulary in bfloat16).
+CPU_SCORE_ROWS = 8
+
+
+def score_positions(logits, targets, return_greedy=False):
+    """Log-probabilities of ``targets`` under ``logits``, computed in float32.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n_positions, vocab_size), any float dtype
+        Row ``i`` predicts ``targets[i]``.
+    targets : LongTensor of shape (n_positions,)
+    return_greedy : bool, default False
+        Also tell whether every target is its row's argmax; False skips
+        the argmax (None is returned in its place).
+
+    Returns
+    -------
+    logp : ndarray of shape (n_positions,), float64
+        ``log_softmax(logits[i])[targets[i]]``.
+    greedy : bool or None
+        True for no positions.
+    """
+    import torch
+
+    n = len(targets)
+    if n == 0:
+        return np.zeros(0), (True if return_greedy else None)
+    targets = targets.to(logits.device)
+    step = CPU_SCORE_ROWS if logits.device.type == "cpu" else n
+    parts, greedy = [], True
+    for i in range(0, n, step):
+        rows = logits[i:i + step].float()
+        block = targets[i:i + step]
+        parts.append(rows.gather(1, block[:, None])[:, 0] - torch.logsumexp(rows, dim=-1))
+        if return_greedy and greedy:
+            greedy = bool((rows.argmax(dim=-1) == block).all())
+    logp = torch.cat(parts).double().cpu().numpy()
+    return logp, (greedy if return_greedy else None)
+
+
 def target_logprobs(model, sequences, starts, pad_token_id=0, return_greedy=False):
     """Log-probabilities of ``seq[start:]`` given the tokens before, for a batch.
 
@@ -152,13 +195,8 @@ def target_logprobs(model, sequences, starts, pad_token_id=0, return_greedy=Fals
         logits = model(ids.to(model_device(model)), **kwargs).logits
         out, greedy = [], []
         for row, (n, start) in enumerate(zip(lengths, starts)):
-            if start >= n:
-                out.append(np.zeros(0))
-                greedy.append(True)
-                continue
-            rows = logits[row, start - 1 - offset:n - 1 - offset].float()
-            targets = ids[row, start:n].to(rows.device)
-            logp = torch.log_softmax(rows, dim=-1).gather(1, targets[:, None])[:, 0]
-            out.append(logp.double().cpu().numpy())
-            greedy.append(bool((rows.argmax(dim=-1) == targets).all()))
+            logp, all_greedy = score_positions(logits[row, start - 1 - offset:n - 1 - offset],
+                                               ids[row, start:n], return_greedy)
+            out.append(logp)
+            greedy.append(all_greedy)
     return (out, greedy) if return_greedy else out

@@ -33,6 +33,7 @@ from llmfbn.evaluation._forward import (
     logprob_engine,
     model_device,
     pad_sequences,
+    score_positions,
     target_logprobs,
 )
 from llmfbn.intervention._edit import edit_neurons, edit_units
@@ -124,7 +125,7 @@ class _SharedPrefix:
         key = _key(sequences, starts, pad_token_id)
         self.inside = True
         try:
-            per_edit = self._logprobs(sequences, starts, pad_token_id)
+            per_edit = self._logprobs(sequences, starts, pad_token_id, return_greedy)
         finally:
             self.inside = False
         self.calls.setdefault(key, []).append(per_edit)
@@ -137,13 +138,18 @@ class _SharedPrefix:
         def replay(sequences, starts, pad_token_id, return_greedy=False):
             key = _key(sequences, starts, pad_token_id)
             kept = self.calls.get(key, [])
-            if used.get(key, 0) >= len(kept):  # not made by the first run: the model answers
-                with logprob_engine(None, None):
-                    return target_logprobs(self.model, sequences, starts, pad_token_id,
-                                           return_greedy=return_greedy)
-            logps, greedy = kept[used.get(key, 0)][edit]
-            used[key] = used.get(key, 0) + 1
-            return (logps, greedy) if return_greedy else logps
+            index = used.get(key, 0)
+            if index < len(kept):
+                used[key] = index + 1
+                logps, greedy = kept[index][edit]
+                if not return_greedy:
+                    return logps
+                if None not in greedy:
+                    return logps, greedy
+            # Not made by the first run, or made without greedy tokens: the model answers.
+            with logprob_engine(None, None):
+                return target_logprobs(self.model, sequences, starts, pad_token_id,
+                                       return_greedy=return_greedy)
 
         return replay
 
@@ -151,7 +157,7 @@ class _SharedPrefix:
         """``fn`` for the ordinary hooks: the identity while the engine computes."""
         return lambda values: values if self.inside else fn(values)
 
-    def _logprobs(self, sequences, starts, pad_token_id):
+    def _logprobs(self, sequences, starts, pad_token_id, return_greedy):
         model, decoder = self.model, self.model.model
         device = model_device(model)
         lengths = [len(s) for s in sequences]
@@ -185,16 +191,12 @@ class _SharedPrefix:
             for j, e in enumerate(edits):
                 rows, greedy = [], []
                 for row, (n, start) in enumerate(zip(lengths, starts)):
-                    if start >= n:
-                        rows.append(np.zeros(0))
-                        greedy.append(True)
-                        continue
-                    scores = logits[j * batch + row,
-                                    start - 1 - first_scored:n - 1 - first_scored].float()
-                    targets = ids[row, start:n].to(scores.device)
-                    logp = torch.log_softmax(scores, dim=-1).gather(1, targets[:, None])
-                    rows.append(logp[:, 0].double().cpu().numpy())
-                    greedy.append(bool((scores.argmax(dim=-1) == targets).all()))
+                    logp, all_greedy = score_positions(
+                        logits[j * batch + row,
+                               max(start - 1 - first_scored, 0):n - 1 - first_scored],
+                        ids[row, start:n], return_greedy)
+                    rows.append(logp)
+                    greedy.append(all_greedy)
                 out[e] = (rows, greedy)
         return out
 
