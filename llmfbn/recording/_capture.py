@@ -71,7 +71,8 @@ class ActivationRecorder:
     def _make_hook(self, slot, on, is_last):
         def store(tensor):
             batch, seq = self._buffer.shape[:2]
-            # Some models (OPT) flatten (batch, seq) before the MLP.
+            # Some models (OPT) flatten (batch, seq) before the MLP. The copy
+            # into the float32 buffer casts a bfloat16/float16 signal in place.
             self._buffer[:, :, slot, :] = tensor.reshape(batch, seq, -1)
             self._filled[slot] = True
             if is_last and self.stop_early:
@@ -98,8 +99,15 @@ class ActivationRecorder:
         self._buffer = None
         return False
 
-    def record(self, token_ids, pad_id=0):
+    def record(self, token_ids, pad_id=0, keep_on_device=False):
         """Run one batch; return each text's activations.
+
+        The signal is stored in float32 whatever the model's dtype. On a CUDA
+        device the real (non-pad) tokens are gathered on the device and copied
+        to page-locked host memory asynchronously, with one synchronisation
+        before they are returned; PyTorch's caching host allocator reuses that
+        pinned memory for later batches once the returned tensors are freed.
+        On the CPU the tensors are views of the batch buffer (no extra copy).
 
         Parameters
         ----------
@@ -107,16 +115,21 @@ class ActivationRecorder:
             One list of token ids per text (no padding).
         pad_id : int
             Token id used for padding (masked out; never recorded).
+        keep_on_device : bool, default False
+            Return tensors on the model's device instead of the CPU (no host
+            copy), for callers that reduce them there.
 
         Returns
         -------
         list of float32 tensors of shape (n_tokens_i, n_layers, width)
+            On the CPU, or on the model's device if ``keep_on_device``.
         """
         if self._hooks is None or not len(self._hooks):
             raise RuntimeError("Use ActivationRecorder inside a `with` block.")
         input_ids, attention_mask = pad_batch(token_ids, pad_id)
         device = next(self.model.parameters()).device
-        self._buffer = torch.zeros(
+        # Every slot is written by its hook (checked below): no need to zero.
+        self._buffer = torch.empty(
             input_ids.shape + (len(self.layers), self.width), dtype=torch.float32,
             device=device,
         )
@@ -133,7 +146,30 @@ class ActivationRecorder:
         if not all(self._filled):
             missing = [layer for layer, ok in zip(self.layers, self._filled) if not ok]
             raise RuntimeError(f"The forward pass never reached layers {missing}.")
-        buffer = self._buffer.cpu()
-        self._buffer = None
+        buffer, self._buffer = self._buffer, None
         lengths = attention_mask.sum(dim=1).tolist()
+        if device.type == "cuda" and not keep_on_device:
+            return list(_to_pinned_host(buffer, attention_mask).split(lengths))
         return [buffer[row, :n] for row, n in enumerate(lengths)]
+
+
+def _to_pinned_host(buffer, attention_mask):
+    """Real tokens of a CUDA ``buffer``, copied to pinned host memory.
+
+    Parameters
+    ----------
+    buffer : float32 CUDA tensor of shape (batch, max_len, n_layers, width)
+    attention_mask : LongTensor of shape (batch, max_len)
+        1 at real tokens; rows are right-padded.
+
+    Returns
+    -------
+    float32 CPU tensor of shape (n_real_tokens, n_layers, width)
+        Rows in text order, in page-locked memory.
+    """
+    with torch.inference_mode():
+        real = buffer[attention_mask.to(buffer.device, non_blocking=True).bool()]
+        host = torch.empty(real.shape, dtype=real.dtype, pin_memory=True)
+        host.copy_(real, non_blocking=True)
+        torch.cuda.current_stream(buffer.device).synchronize()
+    return host
