@@ -27,10 +27,16 @@ def add_intervention_parsers(subparsers):
                                 "(e.g. the base model of a fine-tuned one)")
     for p in (evaluate, intervene):
         p.add_argument("--model", default="smollm2-135m")
-        p.add_argument("--model-dtype", default="float32", choices=("float32", "bfloat16"),
+        p.add_argument("--model-dtype", default="float32",
+                       choices=("float32", "bfloat16", "float16"),
                        help="weights and activations dtype (default float32); bfloat16 runs "
-                            "about 2x faster on CPUs with bfloat16 instructions. Recorded in "
-                            "the settings file: a resume never mixes the two")
+                            "about 2x faster on CPUs with bfloat16 instructions and on GPUs; "
+                            "float16 is for GPUs (slow on most CPUs). Recorded in the "
+                            "settings file: a resume never mixes dtypes")
+        p.add_argument("--device", default="cpu",
+                       help="where the model runs: cpu (default), cuda (the current GPU), "
+                            "cuda:N, or auto (a GPU if there is one, else cpu). Recorded in "
+                            "the settings file: a resume never mixes devices")
         p.add_argument("--eval", action="append", required=True, metavar="NAME=FORMAT:PATH",
                        help="an evaluation named NAME (the CSV's task column), repeat for "
                             "several. FORMAT: text or wikitext2 (perplexity of a plain-text "
@@ -134,7 +140,8 @@ def _check_numbers(args):
 
 
 #: The flags that set each setting of the results' settings file.
-_FLAGS = {"model": "--model", "model_dtype": "--model-dtype", "networks": "--networks",
+_FLAGS = {"model": "--model", "model_dtype": "--model-dtype", "device": "--device",
+          "networks": "--networks",
           "n_controls": "--controls",
           "random_state": "--random-state", "kind": "the --eval format", "file": "the --eval file",
           "limit": "--limit", "max_tokens": "--max-tokens", "max_length": "--max-length",
@@ -185,10 +192,12 @@ def _cmd_intervene(args):
         intervention_sweep,
     )
     from llmfbn.io import ResumeMismatchError
-    from llmfbn.models import load_model
+    from llmfbn.models import check_dtype, load_model, resolve_device
 
     verbose = 0 if args.quiet else 1
     _check_numbers(args)
+    device = resolve_device(args.device)
+    check_dtype(args.model_dtype, device)
     evaluations = _parse_evals(args.eval, args)
     intervene = args.command == "intervene"
     networks = ids = values = None
@@ -203,8 +212,8 @@ def _cmd_intervene(args):
         check_out_csv(args.out, evaluations, networks,
                       args.controls if intervene else None,
                       args.random_state if intervene else None, overwrite=args.force,
-                      dtype=args.model_dtype)
-        model = load_model(args.model, dtype=args.model_dtype, verbose=verbose)
+                      dtype=args.model_dtype, device=device)
+        model = load_model(args.model, dtype=args.model_dtype, device=device, verbose=verbose)
         if not intervene:
             rows = baseline_rows(model, evaluations, out_csv=args.out, overwrite=args.force,
                                  verbose=verbose)

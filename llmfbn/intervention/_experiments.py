@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from llmfbn._utils import check_choice, check_positive_int, log
+from llmfbn.evaluation._forward import model_device
 from llmfbn.intervention._controls import compare_to_controls, matched_controls
 from llmfbn.intervention._sweep import evaluate_edits
 from llmfbn.intervention._targets import check_networks_fit
@@ -251,12 +252,13 @@ def _model_dtype(model):
 
 
 def _settings(command, loaded, evaluations, networks=None, n_controls=None,
-              random_state=None, dtype=None):
+              random_state=None, dtype=None, device=None):
     """What produces the rows, as the results' settings file holds it."""
     return jsonable({
         "command": command,
         "model": None if loaded is None else _model_settings(loaded),
         "model_dtype": _model_dtype(loaded.model) if loaded is not None else dtype,
+        "device": str(model_device(loaded.model)) if loaded is not None else device,
         "networks": None if networks is None else _networks_settings(networks),
         "n_controls": n_controls,
         "random_state": None if random_state is None else int(random_state),
@@ -264,13 +266,14 @@ def _settings(command, loaded, evaluations, networks=None, n_controls=None,
 
 
 def check_out_csv(out_csv, evaluations, networks=None, n_controls=None, random_state=None,
-                  loaded=None, overwrite=False, dtype=None):
+                  loaded=None, overwrite=False, dtype=None, device=None):
     """Check, before any work, that ``out_csv`` can take these results.
 
     Everything but the model can be checked before it is loaded
-    (``loaded=None``; ``dtype``, the dtype it will be loaded in, is then
-    checked too); :func:`intervention_sweep` and :func:`baseline_rows`
-    check again, model included, before evaluating anything. ``networks``
+    (``loaded=None``; ``dtype`` and ``device``, the dtype it will be loaded
+    in and the resolved device it will run on, are then checked too);
+    :func:`intervention_sweep` and :func:`baseline_rows` check again, model
+    included, before evaluating anything. ``networks``
     None means ``llmfbn evaluate`` (baseline rows only).
 
     Raises
@@ -290,7 +293,7 @@ def check_out_csv(out_csv, evaluations, networks=None, n_controls=None, random_s
             pass
     command = "evaluate" if networks is None else "intervene"
     check_results_output(out_csv, _settings(command, loaded, evaluations, networks, n_controls,
-                                            random_state, dtype), overwrite)
+                                            random_state, dtype, device), overwrite)
 
 
 def _n_units(score):

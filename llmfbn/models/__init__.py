@@ -9,21 +9,31 @@ from llmfbn.models._architectures import (
 from llmfbn.models._loading import (
     BUILTIN_MODELS,
     DEFAULT_MODEL,
+    DEVICES,
+    DTYPES,
     LoadedModel,
+    available_devices,
     cache_dir,
+    check_dtype,
     describe_builtins,
     load_model,
+    resolve_device,
 )
 
 __all__ = [
     "ARCHITECTURES",
     "BUILTIN_MODELS",
     "DEFAULT_MODEL",
+    "DEVICES",
+    "DTYPES",
     "SIGNALS",
     "LoadedModel",
     "NeuronLocation",
+    "available_devices",
     "cache_dir",
+    "check_dtype",
     "describe_builtins",
     "load_model",
     "locate_neurons",
+    "resolve_device",
 ]

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from pathlib import Path
 from llmfbn._utils import log
 from llmfbn.io import write_atomic
 
-__all__ = ["BUILTIN_MODELS", "LoadedModel", "cache_dir", "load_model"]
+__all__ = ["BUILTIN_MODELS", "DEVICES", "DTYPES", "LoadedModel", "available_devices",
+           "cache_dir", "check_dtype", "load_model", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,12 @@ DEFAULT_MODEL = "smollm2-135m"
 #: Encoder-only families, loaded with ``AutoModel`` rather than a causal LM.
 ENCODER_TYPES = ("bert", "roberta")
 
+#: What ``device`` may be (``cuda:N``: the GPU of index N).
+DEVICES = ("cpu", "cuda", "cuda:N", "auto")
+
+#: Weight dtypes a model can be loaded in.
+DTYPES = ("float32", "bfloat16", "float16")
+
 
 @dataclass
 class LoadedModel:
@@ -64,7 +72,12 @@ class LoadedModel:
     source : str
         Where the weights were read from.
     weights_hash : str or None
-        ``sha256:<hex>`` of the weights file when known, else a revision.
+        ``sha256:<hex>`` of the weights file when known, else a revision;
+        the file's, whatever ``dtype`` and ``device`` the model runs in.
+    device : str
+        Where the model runs: ``"cpu"`` or ``"cuda:N"``.
+    dtype : str
+        Its weights' dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
     """
 
     model: object
@@ -73,6 +86,8 @@ class LoadedModel:
     source: str = ""
     weights_hash: object = None
     extra: dict = field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
 
 
 def cache_dir():
@@ -207,6 +222,128 @@ def _weights_hash(folder):
     return "sha256-of-shards:" + digest.hexdigest()
 
 
+def available_devices():
+    """The devices this process can run a model on.
+
+    Returns
+    -------
+    list of str
+        ``"cpu"``, then ``"cuda:N"`` for each visible CUDA device.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return ["cpu"]
+    return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def _device_error(device):
+    import torch
+
+    devices = available_devices()
+    found = ", ".join(devices) + ("" if len(devices) > 1 else " (no CUDA device"
+                                  + ("" if torch.version.cuda else
+                                     "; this PyTorch is built without CUDA") + ")")
+    return ValueError(
+        f"'device' must be one of {DEVICES} (N: the index of an available GPU); available "
+        f"here: {found}. {device!r} was provided.")
+
+
+def resolve_device(device="cpu"):
+    """The device a model will run on, checked to exist here.
+
+    Parameters
+    ----------
+    device : str or torch.device, default "cpu"
+        ``"cpu"``; ``"cuda"`` (the current CUDA device); ``"cuda:N"``;
+        ``"auto"`` (the current CUDA device when CUDA is available, else the
+        CPU).
+
+    Returns
+    -------
+    str
+        ``"cpu"`` or ``"cuda:N"``.
+
+    Raises
+    ------
+    ValueError
+        ``device`` is not one of :data:`DEVICES`, or names a device this
+        machine does not have.
+    """
+    import torch
+
+    text = str(device).strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return "cpu"
+    kind, sep, index = text.partition(":")
+    if kind != "cuda" or (sep and not index.isdigit()) or not torch.cuda.is_available():
+        raise _device_error(device)
+    index = int(index) if sep else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise _device_error(device)
+    return f"cuda:{index}"
+
+
+def check_dtype(dtype, device="cpu"):
+    """The torch dtype ``dtype`` names, checked to run on ``device``.
+
+    bfloat16 on CUDA needs compute capability 8.0 or newer (Ampere); older
+    GPUs only emulate it. float16 on the CPU must pass a tiny matrix product
+    (it runs, but without AMX-FP16 instructions far slower than float32:
+    about 35x on an AVX-512 CPU; :func:`load_model` warns).
+
+    Parameters
+    ----------
+    dtype : str
+        One of :data:`DTYPES`.
+    device : str, default "cpu"
+        A resolved device (see :func:`resolve_device`).
+
+    Returns
+    -------
+    torch.dtype
+
+    Raises
+    ------
+    ValueError
+        ``dtype`` is not one of :data:`DTYPES`, or ``device`` cannot run it.
+    """
+    import torch
+
+    if str(dtype) not in DTYPES:
+        raise ValueError(f"'dtype' must be one of {DTYPES}. {dtype!r} was provided.")
+    torch_dtype = getattr(torch, str(dtype))
+    device = torch.device(device)
+    if device.type == "cuda" and torch_dtype == torch.bfloat16:
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            raise ValueError(
+                f"'dtype' must be one of ('float32', 'float16') on {device} "
+                f"({torch.cuda.get_device_name(device)}, compute capability {major}.{minor}; "
+                f"bfloat16 needs 8.0 or newer). {dtype!r} was provided.")
+    if device.type == "cpu" and torch_dtype == torch.float16:
+        try:
+            torch.ones(2, 2, dtype=torch_dtype) @ torch.ones(2, 2, dtype=torch_dtype)
+        except RuntimeError as err:
+            raise ValueError(
+                f"'dtype' must be one of ('float32', 'bfloat16') on this CPU (a float16 "
+                f"matrix product fails: {err}). {dtype!r} was provided.") from None
+    return torch_dtype
+
+
+def _warn_if_slow(torch_dtype, device):
+    """Warn about float16 on a CPU without float16 matrix instructions."""
+    import torch
+
+    amx_fp16 = getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)
+    if device == "cpu" and torch_dtype == torch.float16 and not amx_fp16():
+        warnings.warn("float16 on this CPU has no float16 matrix instructions (AMX-FP16) "
+                      "and runs far slower than float32; bfloat16 is the fast reduced "
+                      "precision on CPUs.", stacklevel=3)
+
+
 def load_model(name=DEFAULT_MODEL, dtype="float32", device="cpu",
                trust_remote_code=False, verbose=0):
     """Load a model and its tokenizer without touching the network.
@@ -218,8 +355,12 @@ def load_model(name=DEFAULT_MODEL, dtype="float32", device="cpu",
         model folder, a local ``.gguf`` file, or a hub id already in the local
         Hugging Face cache.
     dtype : str, default "float32"
-        Weight dtype (``"float32"``, ``"bfloat16"``, ``"float16"``).
+        Weight dtype, one of :data:`DTYPES`; checked to run on ``device``
+        (see :func:`check_dtype`).
     device : str, default "cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, checked to exist
+        (see :func:`resolve_device`); the loaded model records the resolved
+        one.
     trust_remote_code : bool, default False
         Off unless asked: a model folder's own Python code is not run.
     verbose : int, default 0
@@ -227,22 +368,24 @@ def load_model(name=DEFAULT_MODEL, dtype="float32", device="cpu",
     Returns
     -------
     LoadedModel
-    """
-    import torch
 
+    Raises
+    ------
+    ValueError
+        An unknown model, a device this machine lacks, or a dtype the
+        device cannot run (checked before any weight is read).
+    """
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"'name' must be a str or a path. {name!r} was provided.")
-    torch_dtype = getattr(torch, str(dtype), None)
-    if not isinstance(torch_dtype, torch.dtype):
-        raise ValueError(
-            f"'dtype' must be one of ('float32', 'bfloat16', 'float16'). "
-            f"{dtype!r} was provided."
-        )
+    device = resolve_device(device)
+    torch_dtype = check_dtype(dtype, device)
+    _warn_if_slow(torch_dtype, device)
     with quiet_transformers(verbose):
         loaded = _load(str(name), torch_dtype, trust_remote_code, verbose)
     loaded.model.eval()
     loaded.model.to(device)
-    log(f"Loaded {name} from {loaded.source}", verbose)
+    loaded.device, loaded.dtype = device, str(dtype)
+    log(f"Loaded {name} from {loaded.source} ({loaded.dtype} on {device})", verbose)
     return loaded
 
 

@@ -148,8 +148,10 @@ class ActivationRecorder:
             raise RuntimeError(f"The forward pass never reached layers {missing}.")
         buffer, self._buffer = self._buffer, None
         lengths = attention_mask.sum(dim=1).tolist()
-        if device.type == "cuda" and not keep_on_device:
+        if not keep_on_device and device.type == "cuda":
             return list(_to_pinned_host(buffer, attention_mask).split(lengths))
+        if not keep_on_device:
+            buffer = buffer.cpu()  # no copy on the CPU
         return [buffer[row, :n] for row, n in enumerate(lengths)]
 
 
