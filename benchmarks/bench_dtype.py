@@ -8,7 +8,8 @@ with hooks, images in float32 whatever the model dtype, on the CPU):
 1. **Throughput**: real (non-pad) tokens/s of each dtype over identical
    batches (paragraphs truncated to ``--max-tokens``, sorted by length,
    ``--batch-size`` per batch), best and median of ``--repeats`` timed passes
-   after one warm-up batch, and the ratio bfloat16 / float32 (target >= 1.5x).
+   after one warm-up batch (passes alternate between the dtypes), and the
+   ratio bfloat16 / float32 (target >= 1.5x).
 2. **Differences** between the two recordings, streamed batch by batch (no
    recording is held in memory): the largest absolute difference; that
    difference over the largest float32 magnitude, overall and in the worst
@@ -84,16 +85,28 @@ def pad_id(tokenizer):
     return 0
 
 
-def time_recording(model, batches, pad, repeats, signal):
-    """Seconds of each timed pass over ``batches`` (after one warm-up batch)."""
-    seconds = []
-    with ActivationRecorder(model, signal=signal) as recorder:
-        recorder.record(batches[0], pad)
+def time_recording(models, batches, pad, repeats, signal):
+    """Seconds of each timed pass over ``batches``, per model.
+
+    Passes alternate between the models (after one warm-up batch each), so a
+    machine whose load drifts slows them alike.
+
+    Returns
+    -------
+    list of list of float
+        ``seconds[m][r]``: model ``m``'s pass ``r``.
+    """
+    seconds = [[] for _ in models]
+    recorders = [ActivationRecorder(model, signal=signal) for model in models]
+    with recorders[0], recorders[1]:
+        for recorder in recorders:
+            recorder.record(batches[0], pad)
         for _ in range(repeats):
-            start = time.perf_counter()
-            for batch in batches:
-                recorder.record(batch, pad)
-            seconds.append(time.perf_counter() - start)
+            for recorder, times in zip(recorders, seconds):
+                start = time.perf_counter()
+                for batch in batches:
+                    recorder.record(batch, pad)
+                times.append(time.perf_counter() - start)
     return seconds
 
 
@@ -204,8 +217,9 @@ def main(argv=None):
           f"(<= {args.max_tokens} tokens), {len(batches)} batches of {args.batch_size} "
           f"({n_padded - n_real} pad tokens); {args.repeats} timed passes")
     rates = {}
-    for dtype, lm in zip(dtypes, loaded):
-        seconds = time_recording(lm.model, batches, pad, args.repeats, args.signal)
+    timings = time_recording([lm.model for lm in loaded], batches, pad, args.repeats,
+                             args.signal)
+    for dtype, seconds in zip(dtypes, timings):
         rates[dtype] = (n_real / min(seconds), n_real / statistics.median(seconds))
         print(f"  {dtype:>9}: {rates[dtype][0]:8.0f} tokens/s best, "
               f"{rates[dtype][1]:8.0f} median")
