@@ -207,7 +207,7 @@ def test_cli_refuses_absent_devices_in_one_line_before_the_model(monkeypatch, tm
         fake_cuda(monkeypatch, n_gpus=0)
     assert main(args + ["--device", device]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("llmfbn: error: 'device' must be one of")
+    assert err.count("\n") == 1 and err.startswith("llmfbn: error: '--device' must be one of")
     assert f"{device!r} was provided" in err
     assert "nope-model" not in err and "no-networks" not in err
     assert not (tmp_path / "r.csv").exists()
@@ -228,8 +228,6 @@ def test_cli_records_model_dtype_and_loads_on_the_resolved_device(tmp_path, tiny
     assert read_settings(tmp_path / "r.csv")["model_dtype"] == "bfloat16"
 
 
-@pytest.mark.xfail(strict=True, reason="llmfbn/io/_results.py does not yet keep and compare "
-                                       "the 'device' setting that intervention records")
 def test_cli_records_device_and_refuses_a_resume_on_another(monkeypatch, tmp_path,
                                                             tiny_model_dir, capsys):
     args = _evaluate_args(tmp_path, tiny_model_dir)

@@ -239,9 +239,9 @@ def test_model_dtype_flag_loads_and_is_checked_before_the_model(tmp_path, tiny_m
     err = capsys.readouterr().err
     assert "--model-dtype was 'bfloat16', now 'float32'" in err and "nope-model" not in err
     with pytest.raises(SystemExit) as info:
-        main(["evaluate", "--model", str(tiny_model_dir), "--model-dtype", "float16", *args])
+        main(["evaluate", "--model", str(tiny_model_dir), "--model-dtype", "int8", *args])
     assert info.value.code == 2
-    assert "--model-dtype: invalid choice: 'float16'" in capsys.readouterr().err
+    assert "--model-dtype: invalid choice: 'int8'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -46,7 +46,8 @@ def build_parser():
 _API_TO_FLAGS = (("pass overwrite=True", "pass --force"), ("Pass overwrite=True", "Pass --force"),
                  ("overwrite=True", "--force"),
                  ("allow_other_model=True", "--allow-other-model"),
-                 ("another out_csv", "another --out"))
+                 ("another out_csv", "another --out"),
+                 ("'device' must be", "'--device' must be"))
 
 
 def error_line(err):

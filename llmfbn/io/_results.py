@@ -5,10 +5,10 @@
     results.csv                  one row per (network, task, metric, mode, edit_value)
     results.csv.settings.json    what produced the rows (the settings manifest)
 
-The manifest holds the model (name and weights hash), the dtype it ran in
-(``model_dtype``: float32 and bfloat16 rows never mix), the networks (content
-hash), ``n_controls``, ``random_state`` and, per task, its kind, evaluation
-file (path and content hash) and the settings that change its numbers
+The manifest holds the model (name and weights hash), the dtype and device it
+ran in (``model_dtype``, ``device``: float32 and bfloat16 rows, CPU and GPU rows
+never mix), the networks (content hash), ``n_controls``, ``random_state`` and,
+per task, its kind, evaluation file (path and content hash) and the settings that change its numbers
 (``limit``, ``max_tokens``, ``max_length``, ``stride``). A resume adds rows
 only when every setting it shares with the manifest is the same; new tasks,
 networks, modes and values may be added. A CSV without its manifest is
@@ -101,7 +101,7 @@ _NUMERIC_COLUMNS = ["n_neurons", "value", "control_mean", "control_ci_low", "con
 _SWEEP_SETTINGS = ("networks", "n_controls", "random_state")
 
 #: How each setting is named in messages of the Python API.
-API_NAMES = {"model": "the model", "model_dtype": "the model dtype",
+API_NAMES = {"model": "the model", "model_dtype": "the model dtype", "device": "the device",
              "networks": "the networks", "n_controls": "n_controls",
              "random_state": "random_state", "kind": "the task kind",
              "file": "the evaluation file", "limit": "limit", "max_tokens": "max_tokens",
@@ -287,7 +287,7 @@ def settings_differences(old, new):
         ``{"setting", "task", "was", "now"}`` (``task`` None for global settings).
     """
     differences = []
-    for setting in ("model", "model_dtype") + _SWEEP_SETTINGS:
+    for setting in ("model", "model_dtype", "device") + _SWEEP_SETTINGS:
         was, now = old.get(setting), new.get(setting)
         if was is not None and now is not None and not _same(setting, was, now):
             differences.append({"setting": setting, "task": None, "was": was, "now": now})
@@ -360,7 +360,7 @@ def _merge(old, new):
     if new.get("command") and new["command"] not in commands:
         commands.append(new["command"])
     merged["commands"] = commands
-    for setting in ("model", "model_dtype") + _SWEEP_SETTINGS:
+    for setting in ("model", "model_dtype", "device") + _SWEEP_SETTINGS:
         if merged.get(setting) is None:
             merged[setting] = new.get(setting)
     merged["tasks"] = dict(old.get("tasks", {}))
