@@ -1,5 +1,6 @@
 """``llmfbn networks`` and ``llmfbn consistency``."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,18 @@ def add_networks_parsers(subparsers):
     p.add_argument("--top-k", type=int, help="keep the k strongest neurons per network instead")
     p.add_argument("--task", help="only the runs of this task")
     p.add_argument("--random-state", type=int, default=0)
-    p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--n-jobs", type=int, default=None,
+                   help=f"processes for reading runs and ICA restarts (default: every core "
+                        f"this process may use, {available_cores()} here; -1 all, -2 all "
+                        f"but one)")
+    p.add_argument("--group-pca", default="auto", choices=("auto", "nilearn", "migp"),
+                   help="CanICA's group PCA: nilearn's in-RAM stack of every run, or 'migp', "
+                        "a streaming group PCA (MELODIC's MIGP) whose memory does not grow "
+                        "with the runs; 'auto' (default) takes migp when nilearn's stack is "
+                        "estimated over --memory-budget")
+    p.add_argument("--memory-budget", metavar="SIZE",
+                   help="memory 'auto' allows nilearn's stack, e.g. 8GB, 500MB, 2GiB "
+                        "(default: half the memory available at start)")
     p.add_argument("--n-top-tokens", type=int, default=10)
     p.add_argument("--force", action="store_true",
                    help="replace an existing networks folder (never a folder of another kind)")
@@ -48,19 +60,30 @@ def add_networks_parsers(subparsers):
 def _cmd_networks(args):
     from llmfbn.io import check_output_folder
     from llmfbn.networks import NetworkDecomposition, top_tokens
+    from llmfbn.networks._group_pca import parse_memory_size
 
     # every cheap check before any image is read
     check_finite(args.threshold, "--threshold")
     check_int_at_least(args.n_components, "--n-components")
     check_int_at_least(args.n_top_tokens, "--n-top-tokens")
     check_int_at_least(args.top_k, "--top-k")
+    n_jobs = available_cores() if args.n_jobs is None else args.n_jobs
+    if n_jobs == 0:
+        raise ValueError("'--n-jobs' must be a positive number of processes or -1 (all), "
+                         "-2 (all but one), ... 0 was provided.")
+    budget = (None if args.memory_budget is None
+              else parse_memory_size(args.memory_budget, "--memory-budget"))
+    if args.group_pca == "migp" and args.method != "canica":
+        raise ValueError(f"'--group-pca migp' needs '--method canica'. '--method "
+                         f"{args.method}' was provided.")
     check_recording_folder(args.in_dir)
     check_output_folder(args.out, "networks", overwrite=args.force)
     verbose = 0 if args.quiet else 1
     est = NetworkDecomposition(
         method=args.method, n_components=args.n_components, threshold=args.threshold,
         threshold_mode="two_sided" if args.two_sided else "positive", top_k=args.top_k,
-        task=args.task, random_state=args.random_state, n_jobs=args.n_jobs, verbose=verbose)
+        task=args.task, group_pca=args.group_pca, memory_budget=budget,
+        random_state=args.random_state, n_jobs=n_jobs, verbose=verbose)
     est.fit(args.in_dir)
     est.networks_.top_tokens = top_tokens(est.networks_, est.run_paths_,
                                           n_tokens=args.n_top_tokens)
@@ -71,6 +94,14 @@ def _cmd_networks(args):
           f"{int(np.median(sizes))}, max {sizes.max()} neurons")
     for k, rows in enumerate(est.networks_.top_tokens[:5]):
         print(f"  network {k}: " + " | ".join(r["context"] for r in rows[:3]))
+
+
+def available_cores():
+    """Cores this process may run on (its CPU affinity), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _cmd_consistency(args):

@@ -15,11 +15,21 @@ from sklearn.utils.validation import check_is_fitted
 
 from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.io import find_runs, write_networks_folder
+from llmfbn.networks._group_pca import (
+    MIGP,
+    MIGP_ROWS_PER_COMPONENT,
+    default_memory_budget,
+    fit_group_estimator,
+    nilearn_peak_bytes,
+    parse_memory_size,
+    reduce_token_runs,
+)
 from llmfbn.networks._networks import DEFAULT_THRESHOLD, FunctionalNetworks, zscore_maps
 
 __all__ = ["NetworkDecomposition", "find_recording_images", "split_half_reproducibility"]
 
 METHODS = ("canica", "dictlearning", "temporal_ica")
+GROUP_PCA = ("auto", "nilearn", "migp")
 
 
 def find_recording_images(source, task=None):
@@ -71,6 +81,23 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         ICA restarts of ``CanICA``.
     task : str, optional
         When fitting a folder, only runs of this task.
+    group_pca : {"auto", "nilearn", "migp"}, default "auto"
+        How CanICA's group PCA holds the runs. ``"nilearn"``: nilearn's own
+        ``fit``, every run reduced to ``n_components`` rows and all stacked in
+        RAM (memory grows with the runs). ``"migp"``: the same per-run rows
+        streamed through a running group PCA of ``migp_rows`` rows (MELODIC's
+        MIGP, see :class:`~llmfbn.networks._group_pca.MIGP`), then nilearn's
+        own ICA; memory independent of the number of runs, equal to
+        ``"nilearn"`` while all rows fit in ``2 * migp_rows``. ``"auto"``:
+        ``"migp"`` when the estimated peak of nilearn's stack exceeds
+        ``memory_budget``. CanICA only; DictLearning always stacks (it warns
+        when that is estimated over budget); temporal_ica has no group PCA.
+    memory_budget : int or str, optional
+        Bytes (or ``"8GB"``, ``"500MB"``) that ``"auto"`` allows nilearn's
+        stack; default half the memory available when fitting.
+    migp_rows : int, optional
+        Rows of the MIGP running matrix after each reduction; default
+        ``4 * n_components``.
     random_state : int or None, default None
     memory : str or joblib.Memory, optional
         Cache of nilearn's intermediate steps.
@@ -89,10 +116,18 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
     networks_ : FunctionalNetworks
     n_timepoints_ : int
         Tokens seen by the fit.
+    group_pca_ : str or None
+        The group PCA used: ``"nilearn"`` or ``"migp"`` (None for temporal_ica).
+    group_pca_bytes_ : int or None
+        Estimated peak bytes of nilearn's in-RAM group step for this fit.
+    migp_ : MIGP or None
+        The running matrix's bookkeeping (``capacity_``, ``n_reductions_``,
+        ``n_rows_seen_``) when ``group_pca_ == "migp"``; its matrix is released.
     """
 
     def __init__(self, method="canica", n_components=20, threshold=DEFAULT_THRESHOLD,
                  threshold_mode="positive", top_k=None, alpha=10, n_init=10, task=None,
+                 group_pca="auto", memory_budget=None, migp_rows=None,
                  random_state=None, memory=None, n_jobs=1, verbose=0):
         self.method = method
         self.n_components = n_components
@@ -102,6 +137,9 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         self.alpha = alpha
         self.n_init = n_init
         self.task = task
+        self.group_pca = group_pca
+        self.memory_budget = memory_budget
+        self.migp_rows = migp_rows
         self.random_state = random_state
         self.memory = memory
         self.n_jobs = n_jobs
@@ -138,6 +176,13 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         """
         check_choice(self.method, METHODS, "method")
         check_positive_int(self.n_components, "n_components")
+        check_choice(self.group_pca, GROUP_PCA, "group_pca")
+        check_positive_int(self.migp_rows, "migp_rows", allow_none=True)
+        budget = (default_memory_budget() if self.memory_budget is None
+                  else parse_memory_size(self.memory_budget, "memory_budget"))
+        if self.group_pca == "migp" and self.method != "canica":
+            raise ValueError(f"'group_pca'='migp' needs method='canica' (the group PCA it "
+                             f"streams is CanICA's). method={self.method!r} was provided.")
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)):
             raise TypeError(f"'threshold' must be a number. {self.threshold!r} was provided.")
         if not np.isfinite(self.threshold):
@@ -153,6 +198,7 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
                 f"or lower 'n_components' (need at least {2 * self.n_components}).")
         log(f"Fitting {self.method} ({self.n_components} components) on {len(paths)} runs, "
             f"{self.n_timepoints_} tokens", self.verbose)
+        self.group_pca_ = self.group_pca_bytes_ = self.migp_ = None
         if self.method == "temporal_ica":
             components = self._fit_temporal_ica(paths)
         else:
@@ -162,8 +208,12 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
                     f"{len(short)} of {len(paths)} runs have fewer tokens than "
                     f"n_components={self.n_components}; CanICA reduces each run to at "
                     f"most its token count. Consider --texts-per-run.", stacklevel=2)
+            self.group_pca_ = self._choose_group_pca(budget)
             self.estimator_ = self.make_nilearn_estimator()
-            self.estimator_.fit([str(p) for p in paths])
+            if self.group_pca_ == "migp":
+                self._fit_migp(paths)
+            else:
+                self.estimator_.fit([str(p) for p in paths])
             components = self.estimator_.components_.reshape(len(self.estimator_.components_), -1)
             components = self.grid_.masked_to_neurons(components)
         self.components_ = components.astype(np.float32)
@@ -172,7 +222,12 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         params = {"method": self.method, "n_components": self.n_components,
                   "random_state": self.random_state, "alpha": self.alpha,
                   "n_runs": len(paths), "n_timepoints": self.n_timepoints_,
-                  "model": self.grid_.model, "signal": self.grid_.signal}
+                  "model": self.grid_.model, "signal": self.grid_.signal,
+                  "group_pca": self.group_pca_, "memory_budget": budget,
+                  "group_pca_bytes": self.group_pca_bytes_}
+        if self.group_pca_ == "migp":
+            params.update(migp_rows=self.migp_.n_rows, migp_capacity=self.migp_.capacity_,
+                          migp_reductions=self.migp_.n_reductions_)
         self.networks_ = FunctionalNetworks.from_maps(
             maps, self.grid_, threshold=self.threshold, mode=self.threshold_mode,
             top_k=self.top_k, params=params)
@@ -182,6 +237,53 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
                           f"{empty.tolist()}; they are kept empty.", stacklevel=2)
         self.run_paths_ = paths
         return self
+
+    def _group_rows(self):
+        """Rows each run gives the group step, (n_runs,): min(n_components, n_tokens)."""
+        return np.minimum(self._run_lengths, self.n_components)
+
+    def _choose_group_pca(self, budget):
+        rows = self._group_rows()
+        n_jobs = _effective_jobs(self.n_jobs)
+        self.group_pca_bytes_ = nilearn_peak_bytes(int(rows.sum()), self.grid_.n_neurons,
+                                                   max(self._run_lengths), n_jobs)
+        over = budget is not None and self.group_pca_bytes_ > budget
+        choice = self.group_pca
+        if choice == "auto":
+            choice = "migp" if over and self.method == "canica" else "nilearn"
+        if choice == "nilearn" and over:
+            warnings.warn(
+                f"nilearn's in-RAM group step is estimated at "
+                f"{self.group_pca_bytes_ / 1e9:.2f} GB, over the memory budget of "
+                f"{budget / 1e9:.2f} GB" + (
+                    "; group_pca='migp' keeps it bounded." if self.method == "canica" else
+                    f"; {self.method} has no streaming group step: fewer runs or tokens "
+                    f"per run, or method='canica' with group_pca='migp', keep it bounded."),
+                stacklevel=3)
+        log(f"Group PCA: {choice} (nilearn's stack estimated at "
+            f"{self.group_pca_bytes_ / 1e6:.0f} MB, budget "
+            f"{'unknown' if budget is None else f'{budget / 1e6:.0f} MB'})", self.verbose)
+        return choice
+
+    def _fit_migp(self, paths):
+        """CanICA with its group PCA streamed (MIGP), then nilearn's own ``_raw_fit``."""
+        from nilearn.maskers.masker_validation import check_embedded_masker
+
+        n_rows = self.migp_rows or MIGP_ROWS_PER_COMPONENT * self.n_components
+        acc = MIGP(self.grid_.n_neurons, n_rows, do_cca=True)
+        # the masker nilearn's CanICA.fit would build: each run cleaned the same way
+        masker = check_embedded_masker(self.estimator_, masker_type="multi_nii").fit()
+        for rows in reduce_token_runs(masker, [str(p) for p in paths], self.n_components,
+                                      random_state=self.random_state, n_jobs=self.n_jobs):
+            acc.add(rows)
+        log(f"MIGP: {acc.n_rows_seen_} run rows in {acc.n_rows_held_} group rows "
+            f"({acc.n_reductions_} reductions, at most {acc.capacity_} rows held)",
+            self.verbose)
+        data = acc.result(release=True)
+        self.migp_ = acc
+        # the rows are already divided by their norms (nilearn's do_cca, per run)
+        self.estimator_.set_params(do_cca=False)
+        fit_group_estimator(self.estimator_, data, self.mask_img_)
 
     def _count_timepoints(self, paths):
         import nibabel as nib
@@ -249,6 +351,13 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
                                      nets.top_tokens, estimator=type(self).__name__,
                                      estimator_params=params, runs=self.run_paths_,
                                      overwrite=overwrite)
+
+
+def _effective_jobs(n_jobs):
+    """Processes that joblib's ``n_jobs`` means on this machine (-1: all, -2: all but one)."""
+    from joblib import effective_n_jobs
+
+    return effective_n_jobs(n_jobs)
 
 
 def _standardized(grid, path):
