@@ -296,7 +296,7 @@ def fit_group_estimator(estimator, data, mask_img):
     (nilearn 0.14.1): a fitted masker (``masker_``, ``mask_img_``), then
     ``estimator._raw_fit(data)`` (nilearn's documented entry for data "already
     unmasked"), then the maps masker that ``transform`` uses (``maps_masker_``).
-    The masker does no cleaning (``standardize=False``): the rows come from
+    The masker does no cleaning (``standardize=None``): the rows come from
     runs already z-scored; it only maps rows to images.
 
     For ``CanICA`` configure ``do_cca`` for ``data``: ``do_cca=False`` when
@@ -315,7 +315,7 @@ def fit_group_estimator(estimator, data, mask_img):
     """
     from nilearn.maskers import MultiNiftiMasker, NiftiMapsMasker
 
-    masker = MultiNiftiMasker(mask_img=mask_img, standardize=False, detrend=False,
+    masker = MultiNiftiMasker(mask_img=mask_img, standardize=None, detrend=False,
                               memory=estimator.memory, memory_level=estimator.memory_level)
     estimator.masker_ = masker.fit()
     estimator.mask_img_ = masker.mask_img_
