@@ -55,6 +55,21 @@ def add_record_parser(subparsers):
                    help="image data type: float32 (default) or float64; NIfTI has no float16")
     p.add_argument("--compress", action="store_true",
                    help="write .nii.gz instead of .nii (~4x slower to record, ~6%% smaller)")
+    p.add_argument("--reduce", type=int, metavar="K",
+                   help="keep each run as its top K spatial principal components (each neuron "
+                        "z-scored over the run's tokens), the summary nilearn's CanICA and "
+                        "DictLearning compute: K volumes per run whatever its length, "
+                        "computed streaming on the model's device; `llmfbn networks` reads "
+                        "it, commands that need tokens refuse it")
+    p.add_argument("--sketch-rows", type=int, metavar="M",
+                   help="with --reduce: rows of each run's streaming sketch (default "
+                        "max(10 K, 100)); runs up to 2 M tokens are reduced exactly, device "
+                        "memory per run is 2 M x neurons floats")
+    p.add_argument("--model-dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="weight dtype of the model (default float32); activations are stored "
+                        "in float32 and the sidecars record it")
+    p.add_argument("--device", help="device to load the model on, e.g. cuda or cuda:1 "
+                                    "(default: the loader's)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a model folder's own Python code (off by default)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -81,7 +96,8 @@ def _parse_layers(text):
 #: Library parameter names in error messages -> the flags of `llmfbn record`.
 _FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "sample", "stratify_by", "seed", "limit", "label_names", "label_column", "text_column",
-    "input_format", "max_tokens", "batch_size", "texts_per_run")}
+    "input_format", "max_tokens", "batch_size", "texts_per_run", "reduce", "sketch_rows",
+    "model_dtype", "device")}
 
 
 def _in_flags(err):
@@ -89,7 +105,10 @@ def _in_flags(err):
     message = str(err)
     for name, flag in _FLAGS.items():
         message = message.replace(f"'{name}'", flag).replace(f"{name}=", f"{flag} ")
-    return type(err)(message)
+    try:
+        return type(err)(message)
+    except Exception:  # an error type that takes other arguments (JSONDecodeError)
+        return ValueError(message) if isinstance(err, ValueError) else TypeError(message)
 
 
 def _cmd_record(args):
@@ -108,7 +127,9 @@ def _cmd_record(args):
                             batch_size=args.batch_size, texts_per_run=args.texts_per_run,
                             long_texts=args.long_texts, limit=args.limit, dtype=args.dtype,
                             label_names=label_names, input_format=args.input_format,
-                            sample=args.sample, stratify_by=args.stratify_by, seed=args.seed)
+                            sample=args.sample, stratify_by=args.stratify_by, seed=args.seed,
+                            reduce=args.reduce, sketch_rows=args.sketch_rows,
+                            model_dtype=args.model_dtype)
         # The texts are read and sampled before the model loads: their errors come first.
         textset = select_texts(
             read_texts(args.input, text_column=text_column, label_column=args.label_column,
@@ -116,14 +137,19 @@ def _cmd_record(args):
             limit=args.limit, sample=args.sample, stratify_by=args.stratify_by, seed=args.seed)
     except (ValueError, TypeError) as err:
         raise _in_flags(err) from err
-    model = load_model(args.model, trust_remote_code=args.trust_remote_code, verbose=verbose)
-    recording = record(
-        model, textset, args.out, task=args.task, subject=args.subject,
-        signal=args.signal, layers=args.layers, max_tokens=args.max_tokens,
-        batch_size=args.batch_size, texts_per_run=args.texts_per_run,
-        long_texts=args.long_texts, dtype=args.dtype, compress=args.compress,
-        verbose=verbose,
-    )
+    device = {} if args.device is None else {"device": args.device}
+    try:
+        model = load_model(args.model, dtype=args.model_dtype,
+                           trust_remote_code=args.trust_remote_code, verbose=verbose, **device)
+        recording = record(
+            model, textset, args.out, task=args.task, subject=args.subject,
+            signal=args.signal, layers=args.layers, max_tokens=args.max_tokens,
+            batch_size=args.batch_size, texts_per_run=args.texts_per_run,
+            long_texts=args.long_texts, dtype=args.dtype, compress=args.compress,
+            reduce=args.reduce, sketch_rows=args.sketch_rows, verbose=verbose,
+        )
+    except (ValueError, TypeError) as err:
+        raise _in_flags(err) from err
     print_recording(recording)
 
 
@@ -135,6 +161,9 @@ def print_recording(recording):
           f"{grid.width} units on a {grid.shape} grid (mask: {recording.mask_file.name})")
     print(f"  task {s['task']!r}: {s['n_runs']} runs, {s['n_tokens']} tokens "
           f"({recording.n_runs_written} runs written now, {recording.n_runs_skipped} resumed)")
+    if s.get("reduce") is not None:
+        print(f"  reduced: each run is {s['reduce']} volumes, its top principal components "
+              f"(sketch of {s['sketch_rows']} rows; no events files)")
     headings = f" ({s['n_headings']} WikiText headings read as boundaries)" if s.get(
         "n_headings") else ""
     print(f"  input {s.get('input_format')!r}: {s.get('n_texts_in_input')} texts{headings}, "

@@ -22,9 +22,8 @@ from llmfbn.glm._design import (
     run_conditions,
 )
 from llmfbn.grid import NeuronGrid
-from llmfbn.io import contrast_file_names, read_glm_folder, write_glm_folder
+from llmfbn.io import contrast_file_names, find_runs, read_glm_folder, write_glm_folder
 from llmfbn.networks import FunctionalNetworks
-from llmfbn.networks._decomposition import find_recording_images
 
 __all__ = ["Localizer", "TaskGLM", "check_threshold_params"]
 
@@ -160,7 +159,7 @@ class TaskGLM(BaseEstimator):
         check_choice(self.noise_model, NOISE_MODELS, "noise_model")
         if not self.high_pass > 0:
             raise ValueError(f"'high_pass' must be > 0. {self.high_pass!r} was provided.")
-        paths, grid = find_recording_images(recording_dir, task=self.task)
+        paths, grid = find_runs(recording_dir, task=self.task, need_tokens="the GLM")
         events = read_run_events(paths)
         conditions = [run_conditions(ev) for ev in events]
         if contrasts is not None:

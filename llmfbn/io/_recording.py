@@ -13,6 +13,16 @@
         sub-<model>_task-<task>_run-<n>_events.tsv      one row per token (llmfbn.io._events)
         sub-<model>_task-<task>_summary.json            counts for the whole task
 
+A *reduced* recording (``llmfbn record --reduce K``) has the same files
+except the events: each run's image holds K volumes, the run's top-K spatial
+principal components times their singular values (what nilearn's CanICA
+and DictLearning reduce a run to), not tokens; its sidecar's ``Reduction``
+block says so (:func:`run_reduction`). It has no ``_events.tsv``: there is
+no token axis for onsets to index, and nilearn's GLM would take the K
+volumes for K tokens without complaint. A folder is either reduced, with
+one setting, or not (the description's ``reduction``); :func:`find_runs`
+never mixes the two and refuses reduced runs to callers that need tokens.
+
 Every file is written atomically and a run's sidecar last, so a run is
 finished exactly when its sidecar exists. The sidecar's ``LlmfbnFormatVersion``
 versions the run's files (image, events, sidecar); the summary and the
@@ -43,11 +53,13 @@ __all__ = [
     "bids_label",
     "check_recording_output",
     "check_run",
+    "check_token_runs",
     "find_runs",
     "read_description",
     "read_sidecar",
     "read_summaries",
     "run_name",
+    "run_reduction",
     "run_sibling",
 ]
 
@@ -64,6 +76,12 @@ SUMMARY_FORMAT_VERSION = 1
 DESCRIPTION_FORMAT_VERSION = 1
 
 REPAIR_HINT = "re-run `llmfbn record` with the same arguments to record it again"
+
+#: A reduced run's sidecar key, and the keys its block must hold.
+REDUCTION_KEY = "Reduction"
+REDUCTION_KEYS = ("method", "n_components", "n_tokens", "sketch_rows")
+#: ``model_dtype`` of a recording whose description predates it (llmfbn loaded float32).
+DEFAULT_MODEL_DTYPE = "float32"
 
 
 # -- names ---------------------------------------------------------------------------
@@ -144,7 +162,8 @@ def read_sidecar(bold):
     Returns
     -------
     dict
-        With at least ``NumberOfTokens`` (int >= 1).
+        With at least ``NumberOfTokens`` (int >= 1); a reduced run's also
+        has a valid ``Reduction`` block (see :func:`run_reduction`).
     """
     path = _sidecar_of(bold)
     document = read_json(path, what="run sidecar")
@@ -152,10 +171,89 @@ def read_sidecar(bold):
                          key=SIDECAR_VERSION_KEY)
     require_keys(document, ["NumberOfTokens"], path, what="run sidecar")
     n_tokens = document["NumberOfTokens"]
-    if not isinstance(n_tokens, int) or isinstance(n_tokens, bool) or n_tokens < 1:
+    if not _is_count(n_tokens):
         raise FormatError(f"{path} is not a valid run sidecar: NumberOfTokens must be an "
                           f"int >= 1. {n_tokens!r} was found.")
+    reduction = document.get(REDUCTION_KEY)
+    if reduction is not None:
+        _check_reduction(reduction, n_tokens, path)
     return document
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_reduction(reduction, n_tokens, path):
+    where = f"{path} is not a valid run sidecar: its {REDUCTION_KEY}"
+    if not isinstance(reduction, dict):
+        raise FormatError(f"{where} must be an object. {reduction!r} was found.")
+    missing = [k for k in REDUCTION_KEYS if k not in reduction]
+    if missing:
+        raise FormatError(f"{where} lacks {missing}.")
+    for key in ("n_components", "n_tokens", "sketch_rows"):
+        if not _is_count(reduction[key]):
+            raise FormatError(f"{where} {key} must be an int >= 1. {reduction[key]!r} was "
+                              f"found.")
+    if reduction["n_tokens"] != n_tokens:
+        raise FormatError(f"{where} n_tokens ({reduction['n_tokens']}) differs from "
+                          f"NumberOfTokens ({n_tokens}).")
+    if reduction["n_components"] > n_tokens:
+        raise FormatError(f"{where} n_components ({reduction['n_components']}) exceeds "
+                          f"NumberOfTokens ({n_tokens}).")
+
+
+def run_reduction(bold):
+    """How a run was reduced, or None when it holds every token.
+
+    Parameters
+    ----------
+    bold : str or Path
+        The run's ``_bold`` image, or its sidecar.
+
+    Returns
+    -------
+    dict or None
+        None for a token recording (one volume per token). For a reduced run
+        (``llmfbn record --reduce K``), its sidecar's ``Reduction`` block:
+        ``n_components`` (K, the image's volumes), ``n_tokens`` (tokens the
+        run was reduced from), ``method`` (``"frequent_directions_pca"``),
+        ``sketch_rows``, and ``block_rows``, ``standardize``, ``exact``,
+        ``n_shrinks``, ``shrinkage``, ``description`` (see
+        :mod:`llmfbn.recording._reduce`). Volume k is the run's k-th spatial
+        principal component (each neuron z-scored over the run's tokens)
+        times its singular value: nilearn's ``_mask_and_reduce_single``
+        output, already standardised, so it must not be standardised again.
+    """
+    reduction = read_sidecar(bold).get(REDUCTION_KEY)
+    return None if reduction is None else dict(reduction)
+
+
+def check_token_runs(paths, what):
+    """Raise ValueError when any of ``paths`` is a reduced run; ``what`` needs every token.
+
+    Parameters
+    ----------
+    paths : list of str or Path
+        Run images. An image without a run sidecar beside it (not written
+        by ``llmfbn record``) is taken as a token image.
+    what : str
+        What needs the tokens (``"time series"``), for the message.
+    """
+    for path in paths:
+        path = Path(path)
+        if "_bold.nii" not in path.name or not _sidecar_of(path).is_file():
+            continue
+        reduction = run_reduction(path)
+        if reduction is not None:
+            raise ValueError(f"{path} is a reduced run (--reduce {reduction['n_components']}): "
+                             f"{what} needs every token; record without --reduce.")
+
+
+def _n_volumes(sidecar):
+    """Volumes a run's image holds: its tokens, or K when reduced."""
+    reduction = sidecar.get(REDUCTION_KEY)
+    return sidecar["NumberOfTokens"] if reduction is None else reduction["n_components"]
 
 
 #: What the counts of a task summary mean; the same for every input format.
@@ -175,7 +273,12 @@ SUMMARY_DEFINITIONS = {
     "n_split": "texts over max_tokens split into several forward passes",
     "n_per_label": "recorded texts per label (after limit or sample)",
     "n_runs": "runs (4-D images) of the task",
-    "n_tokens": "tokens (volumes) in all runs of the task",
+    "n_tokens": "tokens in all runs of the task (the volumes, unless the runs are reduced)",
+    "reduce": "components each run was reduced to (llmfbn record --reduce): each run's image "
+              "holds that many volumes, its top spatial principal components; null when every "
+              "token is a volume",
+    "sketch_rows": "rows of the streaming sketch each reduced run was computed with (see "
+                   "llmfbn.recording._reduce); null when the runs are not reduced",
 }
 
 
@@ -224,7 +327,10 @@ def read_description(root):
     Returns
     -------
     dict
-        ``model``, ``weights_hash``, ``signal``, ``architecture``, ``format_version``.
+        ``model``, ``weights_hash``, ``signal``, ``architecture``, ``format_version``;
+        ``reduction`` (None, or ``method``, ``n_components``, ``sketch_rows``,
+        ``block_rows`` of a reduced recording) and ``model_dtype`` when written
+        by a version that records them.
     """
     path = Path(root) / DESCRIPTION_FILE
     document = read_json(path, what=DESCRIPTION_FILE)
@@ -240,7 +346,7 @@ def read_description(root):
 # -- checking runs -------------------------------------------------------------------
 
 
-def _image_problem(bold, grid, n_tokens):
+def _image_problem(bold, grid, n_volumes):
     """What is wrong with a run image, read cheaply (header and size); None if nothing."""
     if not bold.is_file():
         return f"{bold} is missing"
@@ -257,7 +363,7 @@ def _image_problem(bold, grid, n_tokens):
     except Exception as err:  # nibabel raises many kinds on a damaged header
         return f"{bold} is damaged: its header cannot be read ({type(err).__name__}: " \
                f"{_one_line(err)})"
-    expected_shape = tuple(grid.shape) + (n_tokens,)
+    expected_shape = tuple(grid.shape) + (n_volumes,)
     if shape != expected_shape:
         return (f"{bold} has shape {shape}, but the recording's grid and the run's sidecar "
                 f"give {expected_shape}")
@@ -286,10 +392,11 @@ def check_run(bold, grid, require_events=False):
     """Check cheaply that a finished run is complete (no data is read).
 
     The sidecar must be readable; the image header readable, its shape
-    ``grid.shape + (NumberOfTokens,)``, its affine the grid's, and its size
-    what the header says (``.nii``: ``vox_offset + n_voxels * itemsize``;
-    ``.nii.gz``: the gzip trailer's size). With ``require_events``, the run's
-    ``_events.tsv`` must exist.
+    ``grid.shape + (NumberOfTokens,)`` (``grid.shape + (K,)`` for a run
+    reduced to K components), its affine the grid's, and its size what the
+    header says (``.nii``: ``vox_offset + n_voxels * itemsize``; ``.nii.gz``:
+    the gzip trailer's size). With ``require_events``, a token run's
+    ``_events.tsv`` must exist (a reduced run has none).
 
     Parameters
     ----------
@@ -317,15 +424,15 @@ def check_run(bold, grid, require_events=False):
                           f"{_sidecar_of(bold).name} is missing; {REPAIR_HINT}.") from None
     except FormatError as err:
         raise FormatError(f"{err} To repair the run, {REPAIR_HINT}.") from None
-    problem = _run_problem(bold, grid, sidecar["NumberOfTokens"], require_events)
+    problem = _run_problem(bold, grid, sidecar, require_events)
     if problem:
         raise FormatError(f"{problem}; {REPAIR_HINT}.")
     return sidecar
 
 
-def _run_problem(bold, grid, n_tokens, require_events):
-    problem = _image_problem(bold, grid, n_tokens)
-    if problem is None and require_events:
+def _run_problem(bold, grid, sidecar, require_events):
+    problem = _image_problem(bold, grid, _n_volumes(sidecar))
+    if problem is None and require_events and sidecar.get(REDUCTION_KEY) is None:
         events = run_sibling(bold, "events.tsv")
         if not events.is_file():
             problem = f"{events} is missing"
@@ -341,11 +448,13 @@ def _run_root(bold):
     return bold.parent.parent.parent
 
 
-def find_runs(source, task=None):
+def find_runs(source, task=None, need_tokens=None):
     """Resolve a recording folder (or a list of run images) to ``(paths, grid)``.
 
     Every run is checked cheaply (:func:`check_run`): a damaged or truncated
-    image raises FormatError naming it, before any data is read.
+    image raises FormatError naming it, before any data is read. The runs
+    are all token runs or all reduced with one setting (see
+    :func:`run_reduction`), never a mix.
 
     Parameters
     ----------
@@ -354,11 +463,20 @@ def find_runs(source, task=None):
         paths inside recording folders (all on one grid of one model).
     task : str, optional
         Only the runs of this task (folders only).
+    need_tokens : str, optional
+        What the caller computes, when it needs every token (``"the GLM"``,
+        ``"time series"``): reduced runs are then refused, naming it.
 
     Returns
     -------
     paths : list of Path, in (task, run) order
     grid : NeuronGrid
+
+    Raises
+    ------
+    ValueError
+        When the runs mix token and reduced runs (or reductions to different
+        K), or are reduced and ``need_tokens`` is given.
     """
     if isinstance(source, (str, Path)):
         root = Path(source)
@@ -397,8 +515,24 @@ def find_runs(source, task=None):
     else:
         raise TypeError(f"'imgs' must be a recording folder or a list of run images. "
                         f"{type(source).__name__} was provided.")
+    if need_tokens is not None and not isinstance(need_tokens, str):
+        raise TypeError(f"'need_tokens' must be a str naming what needs the tokens, or None. "
+                        f"{need_tokens!r} was provided.")
+    settings = {}
     for p in paths:
-        check_run(p, grid)
+        reduction = check_run(p, grid).get(REDUCTION_KEY)
+        key = None if reduction is None else reduction["n_components"]
+        settings.setdefault(key, p)
+    name = str(source) if isinstance(source, (str, Path)) else f"The runs ({paths[0]}, ...)"
+    if len(settings) > 1:
+        described = "; ".join(("every token" if k is None else f"--reduce {k}") + f" ({p})"
+                              for k, p in settings.items())
+        raise ValueError(f"{name}: runs of different kinds are never mixed: {described}. Use "
+                         f"runs recorded with one --reduce setting (or none).")
+    (reduced_to,) = settings
+    if reduced_to is not None and need_tokens is not None:
+        raise ValueError(f"{name} is a reduced recording (--reduce {reduced_to}): "
+                         f"{need_tokens} needs every token; record without --reduce.")
     return paths, grid
 
 
@@ -415,6 +549,26 @@ def check_recording_output(path):
     if lock_path(path).exists():
         with OutputLock(path):  # fails at once, naming the holder, if a writer is busy
             pass
+
+
+def _describe_reduction(reduction):
+    if reduction is None:
+        return "keeps every token (no reduce)"
+    named = {"n_components": "reduce", "sketch_rows": "sketch_rows"}
+    shown = ", ".join(f"{named.get(k, k)}={v!r}" for k, v in reduction.items()
+                      if k in named or k == "method")
+    return f"reduces each run ({shown})"
+
+
+def _check_same_reduction(where, found, wanted):
+    """Raise ResumeMismatchError unless ``found`` and ``wanted`` reductions agree."""
+    if (found is None) != (wanted is None) or (
+            wanted is not None and any(found.get(k) != v for k, v in wanted.items())):
+        raise ResumeMismatchError(
+            f"{where} holds a recording that {_describe_reduction(found)}; this one "
+            f"{_describe_reduction(wanted)}. Token and reduced recordings, or reductions with "
+            f"other settings, are never mixed: use the same 'reduce' and 'sketch_rows', or "
+            f"another output folder.")
 
 
 class RecordingLayout:
@@ -474,15 +628,18 @@ class RecordingLayout:
         ----------
         grid : NeuronGrid
         identity : dict
-            ``model``, ``weights_hash``, ``signal``, ``architecture``: what
-            this recording is of (the description's ``llmfbn`` block).
+            ``model``, ``weights_hash``, ``signal``, ``architecture``, and
+            optionally ``model_dtype`` and ``reduction`` (None for a token
+            recording): what this recording is of (the description's
+            ``llmfbn`` block).
 
         Raises
         ------
         ResumeMismatchError
-            If the folder holds a recording of another model, weights, signal
-            or grid (:meth:`NeuronGrid.check_compatible`). Recordings are never
-            mixed.
+            If the folder holds a recording of another model, weights, signal,
+            grid (:meth:`NeuronGrid.check_compatible`), model dtype or
+            reduction (a token and a reduced recording, or two values of K).
+            Recordings are never mixed.
         """
         grid_file = self.root / GRID_FILE
         if grid_file.exists():
@@ -504,6 +661,17 @@ class RecordingLayout:
                         f"this one has {key}={identity[key]!r}. Recordings of different "
                         f"models, weights, signals or layers are never mixed: choose another "
                         f"output folder.")
+            if "model_dtype" in identity:
+                before = previous.get("model_dtype", DEFAULT_MODEL_DTYPE)
+                if before != identity["model_dtype"]:
+                    raise ResumeMismatchError(
+                        f"{self.root} holds a recording of the model in {before}; this one "
+                        f"loads it in model_dtype={identity['model_dtype']!r}. Recordings in "
+                        f"different model dtypes are never mixed: use model_dtype={before!r} "
+                        f"or another output folder.")
+            if "reduction" in identity:
+                _check_same_reduction(self.root, previous.get("reduction"),
+                                      identity["reduction"])
         else:
             write_description(self.root, identity)
         if not grid_file.exists():
@@ -512,18 +680,27 @@ class RecordingLayout:
             with atomic_path(self.mask_file) as tmp:
                 nib.save(grid.mask_img(), tmp)
 
-    def is_done(self, run, input_hash, grid):
+    def is_done(self, run, input_hash, grid, reduction=None):
         """True when run ``run`` is finished and verified.
 
         A run whose files are damaged (unreadable sidecar, truncated image,
-        missing events) is not done: a warning names the file, its sidecar is
-        removed, and the run is recorded again.
+        missing events of a token run) is not done: a warning names the
+        file, its sidecar is removed, and the run is recorded again.
+
+        Parameters
+        ----------
+        run : int
+        input_hash : str
+        grid : NeuronGrid
+        reduction : dict, optional
+            ``method``, ``n_components``, ``sketch_rows`` (and any other key
+            to match) of a reduced recording; None for a token recording.
 
         Raises
         ------
         ResumeMismatchError
-            When the run was recorded from other input (``InputHash``) or
-            with the other ``compress`` setting.
+            When the run was recorded from other input (``InputHash``), with
+            the other ``compress`` setting, or another reduction.
         """
         sidecar = self.sidecar_path(run)
         if not sidecar.exists():
@@ -544,13 +721,16 @@ class RecordingLayout:
                 f"{sidecar} was recorded from other texts (or another tokenizer, max_tokens "
                 f"or texts_per_run) than run {run} of this input; runs of different inputs "
                 f"are never mixed: use another task or output folder.")
+        found = document.get(REDUCTION_KEY)
+        _check_same_reduction(sidecar, None if found is None
+                              else {k: found.get(k) for k in reduction or {}}, reduction)
         bold = self.bold_path(run)
         other = [p for p in _images_of(sidecar) if p != bold and p.exists()]
         if other and not bold.exists():
             raise ResumeMismatchError(
                 f"{other[0]} was recorded with compress={self.extension == '.nii'}; resume "
                 f"with the same setting.")
-        problem = _run_problem(bold, grid, document["NumberOfTokens"], require_events=True)
+        problem = _run_problem(bold, grid, document, require_events=True)
         if problem:
             return self._redo(run, problem)
         return True
@@ -572,7 +752,7 @@ class RecordingLayout:
         img : nibabel.Nifti1Image
         events : list of dict or None
             Rows with keys :data:`llmfbn.io._events.EVENT_COLUMNS`; None
-            writes no events file.
+            writes no events file (a reduced run has none).
         sidecar : dict
         """
         from llmfbn.io._events import write_events

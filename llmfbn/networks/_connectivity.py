@@ -112,7 +112,7 @@ default "correlation"
     from nilearn.connectome import ConnectivityMeasure
     from sklearn.covariance import EmpiricalCovariance
 
-    from llmfbn.networks._decomposition import find_recording_images
+    from llmfbn.io import find_runs
     from llmfbn.networks._networks import FunctionalNetworks
     from llmfbn.networks._timeseries import network_time_series
 
@@ -130,7 +130,7 @@ default "correlation"
                          f"activity is undefined. Drop them with networks.subset(...).")
     if isinstance(recording, (str, Path)) and Path(recording).is_file():
         recording = [recording]
-    paths, grid = find_recording_images(recording, task=task)
+    paths, grid = find_runs(recording, task=task, need_tokens="network connectivity")
     _check_same_grid(networks, grid)
     n_networks = len(networks)
     series = network_time_series(networks, paths, method=method)

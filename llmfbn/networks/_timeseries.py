@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from llmfbn._utils import check_choice, check_positive_int
-from llmfbn.io import read_events
+from llmfbn.io import check_token_runs, read_events
 
 __all__ = ["network_time_series", "top_tokens"]
 
@@ -23,8 +23,9 @@ def neuron_moments(grid, paths):
     """Mean and standard deviation of every neuron over all tokens of ``paths``.
 
     Two running sums, one run in memory at a time. Returns two arrays of
-    shape (n_neurons,).
+    shape (n_neurons,). Reduced runs are refused (they hold no tokens).
     """
+    check_token_runs(paths, "neuron moments")
     total = np.zeros(grid.n_neurons)
     squares = np.zeros(grid.n_neurons)
     count = 0
@@ -57,8 +58,14 @@ def network_time_series(networks, paths, method="mean", moments=None):
     Returns
     -------
     list of arrays of shape (n_tokens, n_networks), one per run
+
+    Raises
+    ------
+    ValueError
+        When a run is reduced (``llmfbn record --reduce``): it has no tokens.
     """
     check_choice(method, ("mean", "maps"), "method")
+    check_token_runs(paths, "network time series")
     grid = networks.grid
     if method == "maps":
         from nilearn.maskers import NiftiMapsMasker
@@ -97,6 +104,7 @@ def top_tokens(networks, paths, n_tokens=10, context=6, moments=None):
         An empty network (no neuron passed its threshold) has no top tokens: ``[]``.
     """
     check_positive_int(n_tokens, "n_tokens")
+    check_token_runs(paths, "top tokens")
     series = network_time_series(networks, paths, moments=moments)
     candidates = [[] for _ in range(len(networks))]
     for run, values in enumerate(series):

@@ -5,7 +5,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from llmfbn.io import run_name
+from llmfbn.io import find_runs, run_name
 from llmfbn.plotting._base import check_grid, grid_of_img, layer_ticks, pyplot
 
 __all__ = ["plot_carpet"]
@@ -16,8 +16,6 @@ _LONG_CUTOFF = 800
 
 def _run_image(recording, grid, run, task):
     """``(img, grid, name)``: the 4-D image of one run and its grid."""
-    from llmfbn.networks import find_recording_images
-
     if isinstance(recording, nib.spatialimages.SpatialImage):
         if grid is None:
             grid = grid_of_img(recording)
@@ -25,7 +23,7 @@ def _run_image(recording, grid, run, task):
     else:
         if isinstance(recording, (str, Path)) and Path(recording).is_file():
             recording = [recording]
-        paths, found = find_recording_images(recording, task=task)
+        paths, found = find_runs(recording, task=task, need_tokens="a carpet plot")
         if grid is not None and not grid.same_layout(found):
             raise ValueError(f"'grid' is {grid!r} but the recording is on {found!r}.")
         grid = found

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from llmfbn import __version__
@@ -15,6 +16,7 @@ from llmfbn.io._recording import check_label
 from llmfbn.models import SIGNALS, LoadedModel, load_model
 from llmfbn.recording._capture import ActivationRecorder
 from llmfbn.recording._plan import LONG_TEXT_MODES, plan_runs
+from llmfbn.recording._reduce import METHOD, STANDARDIZE, RunReducer, default_sketch_rows
 from llmfbn.recording._texts import (
     TextSet,
     check_label_names,
@@ -27,6 +29,7 @@ from llmfbn.recording._texts import (
 __all__ = ["Recording", "check_record_params", "record", "record_activations"]
 
 DTYPES = ("float32", "float64")
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
 
 # Pieces sorted by length within a window of this many batches, to cut padding.
 _SORT_WINDOW_BATCHES = 4
@@ -60,11 +63,18 @@ class Recording:
     summary: dict = field(default_factory=dict)
 
 
-def _as_loaded(model, verbose):
+def _as_loaded(model, verbose, model_dtype=None, device=None):
     if isinstance(model, LoadedModel):
+        given = [name for name, value in (("model_dtype", model_dtype), ("device", device))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(repr(g) for g in given)} apply when 'model' is a "
+                             f"name or a path; a LoadedModel keeps its own dtype and device. "
+                             f"Leave them at None or pass the model's name.")
         return model
     if isinstance(model, (str, Path)):
-        return load_model(model, verbose=verbose)
+        options = {} if device is None else {"device": device}
+        return load_model(model, dtype=model_dtype or "float32", verbose=verbose, **options)
     raise TypeError(
         f"'model' must be a model name, a path or a LoadedModel. "
         f"{type(model).__name__} was provided."
@@ -78,24 +88,48 @@ def _pad_id(tokenizer):
     return 0
 
 
-def iter_piece_activations(recorder, pieces, batch_size, pad_id, on_batch=None):
-    """Yield ``(index, activations)`` for each piece, batching by similar length.
+def windowed_order(pieces, batch_size):
+    """Piece indices sorted by length within windows of a few batches.
 
-    ``activations`` is a float32 array of shape (n_tokens, n_layers, width).
-    Pieces are sorted by length within windows of a few batches, so memory is
-    bounded by the window, not by the number of pieces.
+    Memory stays bounded by the window, not by the number of pieces.
     """
     window = batch_size * _SORT_WINDOW_BATCHES
+    order = []
     for start in range(0, len(pieces), window):
-        order = sorted(range(start, min(start + window, len(pieces))),
-                       key=lambda i: len(pieces[i].token_ids))
-        for b in range(0, len(order), batch_size):
-            batch = order[b:b + batch_size]
-            acts = recorder.record([pieces[i].token_ids for i in batch], pad_id)
-            for i, act in zip(batch, acts):
-                yield i, act.numpy()
-            if on_batch is not None:
-                on_batch(sum(len(pieces[i].token_ids) for i in batch))
+        order.extend(sorted(range(start, min(start + window, len(pieces))),
+                            key=lambda i: len(pieces[i].token_ids)))
+    return order
+
+
+def iter_piece_activations(recorder, pieces, batch_size, pad_id, on_batch=None, order=None,
+                           keep_on_device=False):
+    """Yield ``(index, activations)`` for each piece, batching by similar length.
+
+    Parameters
+    ----------
+    order : list of int, optional
+        The order the pieces are run in, ``batch_size`` at a time. Default:
+        :func:`windowed_order`.
+    keep_on_device : bool, default False
+        Yield float32 tensors on the model's device (views of the batch's
+        buffer: use each before asking for the next batch) instead of
+        float32 arrays.
+
+    Yields
+    ------
+    index : int
+    activations : array or tensor of shape (n_tokens, n_layers, width)
+    """
+    order = windowed_order(pieces, batch_size) if order is None else order
+    for b in range(0, len(order), batch_size):
+        batch = order[b:b + batch_size]
+        acts = recorder.record([pieces[i].token_ids for i in batch], pad_id,
+                               keep_on_device=keep_on_device)
+        for i, act in zip(batch, acts):
+            yield i, act if keep_on_device else act.numpy()
+        acts = act = None  # the batch's buffer is freed before the next one is allocated
+        if on_batch is not None:
+            on_batch(sum(len(pieces[i].token_ids) for i in batch))
 
 
 def record_activations(model, texts, signal="mlp", layers=None, max_tokens=256,
@@ -152,7 +186,8 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
            long_texts="truncate", limit=None, text_column=None,
            label_column=None, dtype="float32", compress=False, labels=None,
            label_names=None, input_format="auto", sample=None, stratify_by=None,
-           seed=None, verbose=1):
+           seed=None, reduce=None, sketch_rows=None, model_dtype=None, device=None,
+           verbose=1):
     """Record every MLP neuron at every token into a folder of Nifti images.
 
     One model is one subject, the input is one task, and each text (or
@@ -162,6 +197,16 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     the corpus); calling again with the same arguments resumes, skipping
     finished runs after checking them (a damaged run is recorded again, with a
     warning). See :mod:`llmfbn.io._recording` for the folder layout.
+
+    With ``reduce=K`` each run is kept only as the K-volume summary that
+    nilearn's CanICA and DictLearning compute from it anyway: its top-K
+    spatial principal components, each neuron z-scored over the run's tokens,
+    times their singular values. It is computed streaming on the model's
+    device (:class:`~llmfbn.recording._reduce.RunReducer`), so memory and
+    disk per run do not grow with the run's length; it is exact for runs of
+    at most ``2 * sketch_rows`` tokens and approximated beyond (see
+    :mod:`llmfbn.recording._reduce`). A reduced run has no events file and
+    every command that needs tokens refuses it.
 
     Parameters
     ----------
@@ -226,6 +271,23 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
         Seed of the sample, default 0. The sample is in the summary and in
         every run's sidecar; a run recorded from another sample is refused on
         resume (its ``InputHash`` differs).
+    reduce : int, optional
+        Keep each run as its top ``reduce`` spatial principal components
+        (a ``(nx, ny, n_layers, reduce)`` image) instead of every token. Every
+        run needs at least ``reduce`` tokens (and 2), checked before anything
+        is recorded. A folder holds token runs or runs reduced with one
+        setting, never both.
+    sketch_rows : int, optional
+        Rows of the streaming sketch of each reduced run, at least
+        ``reduce``; default ``max(10 * reduce, 100)``. Runs of up to
+        ``2 * sketch_rows`` tokens are reduced exactly; device memory per run
+        is ``2 * sketch_rows * n_neurons`` float32 values.
+    model_dtype : {"float32", "bfloat16", "float16"}, optional
+        Weight dtype when ``model`` is a name (default float32); recorded as
+        the sidecars' ``ModelDtype``. Activations are stored in float32.
+    device : str, optional
+        Device to load ``model`` on when it is a name (default: the
+        loader's). A :class:`LoadedModel` keeps its own dtype and device.
     verbose : int, default 1
         0 is silent; 1 shows a progress bar and a summary.
 
@@ -241,14 +303,19 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     FolderKindError
         When ``out_dir`` is a file or a folder of another kind.
     ResumeMismatchError
-        When ``out_dir`` holds a recording of another model, weights, signal
-        or layers, or a run of this task recorded from other input.
+        When ``out_dir`` holds a recording of another model, weights, signal,
+        layers, model dtype or reduction, or a run of this task recorded from
+        other input.
+    ValueError
+        When ``reduce`` exceeds a run's tokens (naming the run), before
+        anything is written.
     """
     check_record_params(texts, out_dir, task=task, subject=subject, signal=signal,
                         max_tokens=max_tokens, batch_size=batch_size,
                         texts_per_run=texts_per_run, long_texts=long_texts, limit=limit,
                         dtype=dtype, label_names=label_names, input_format=input_format,
-                        sample=sample, stratify_by=stratify_by, seed=seed)
+                        sample=sample, stratify_by=stratify_by, seed=seed, reduce=reduce,
+                        sketch_rows=sketch_rows, model_dtype=model_dtype)
     if isinstance(texts, TextSet):
         given = {k: v for k, v in (("text_column", text_column), ("label_column", label_column),
                                    ("labels", labels), ("label_names", label_names),
@@ -265,7 +332,7 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
                        labels=labels, label_names=label_names, input_format=input_format),
             limit=limit, sample=sample, stratify_by=stratify_by, seed=seed)
     selection = textset.selection or {}
-    loaded = _as_loaded(model, verbose)
+    loaded = _as_loaded(model, verbose, model_dtype=model_dtype, device=device)
     if task is None:
         task = bids_label(Path(textset.source).stem) if textset.source != "<list>" else "texts"
     subject = bids_label(loaded.name) if subject is None else subject
@@ -273,18 +340,27 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
 
     runs, stats = plan_runs(loaded.tokenizer, textset, max_tokens=max_tokens,
                             texts_per_run=texts_per_run, long_texts=long_texts)
+    reduction = None
+    if reduce is not None:
+        _check_runs_reducible(runs, reduce)
+        sketch_rows = default_sketch_rows(reduce) if sketch_rows is None else sketch_rows
+        reduction = {"method": METHOD, "n_components": reduce, "sketch_rows": sketch_rows,
+                     "block_rows": sketch_rows, "standardize": STANDARDIZE}
     recorder = ActivationRecorder(loaded.model, signal=signal, layers=layers)
     grid = NeuronGrid(len(recorder.layers), recorder.width, layers=recorder.layers,
                       model=loaded.name, signal=signal, weights_hash=loaded.weights_hash,
                       model_layers=recorder.location.n_layers)
+    weights_dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
     identity = {"model": loaded.name, "weights_hash": loaded.weights_hash,
-                "signal": signal, "architecture": recorder.location.model_type}
+                "signal": signal, "architecture": recorder.location.model_type,
+                "model_dtype": weights_dtype, "reduction": reduction}
     # The folder's lock is held until the summary is written: a second writer fails at once.
     with open_folder(out_dir, "recording") as removed, recorder:
         if removed:
             log(f"Removed {removed} temporary files left by an interrupted run.", verbose)
         layout.prepare(grid, identity)
-        todo = [run for run in runs if not layout.is_done(run.number, run.input_hash, grid)]
+        todo = [run for run in runs
+                if not layout.is_done(run.number, run.input_hash, grid, reduction=reduction)]
         n_skipped = len(runs) - len(todo)
         if n_skipped:
             log(f"Resuming: {n_skipped} of {len(runs)} runs already recorded.", verbose)
@@ -299,7 +375,8 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
             "SignalDescription": SIGNALS[signal], "Layers": recorder.layers,
             "Units": recorder.width, "MaxTokens": max_tokens,
             "TextsPerRun": texts_per_run, "LongTexts": long_texts,
-            "DataType": dtype, "InputFormat": textset.input_format,
+            "DataType": dtype, "ModelDtype": weights_dtype,
+            "InputFormat": textset.input_format,
             "TextColumn": text_column, "LabelNames": textset.label_names,
             "Sample": {k: selection.get(k) for k in ("sample", "stratify_by", "seed")}
             if "sample" in selection else None,
@@ -307,25 +384,31 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
             else str(Path(textset.source).resolve()),
             "GeneratedBy": f"llmfbn {__version__}",
         }
+        if reduction is not None:
+            # A reduced run's volumes are components, not tokens one second apart.
+            del sidecar_common["RepetitionTime"]
         n_tokens_written = 0
         progress = tqdm(total=sum(run.n_tokens for run in todo), unit="tok",
                         desc=f"record {task}", disable=verbose < 1 or not todo)
+        write = _TokenRuns if reduction is None else _ReducedRuns
+        writer = write(layout, grid, loaded.tokenizer, dtype, sidecar_common, reduction)
+        # Reduced runs are fed in run order (pieces sorted by length within a run), so
+        # that one run's sketch is open at a time; single-piece runs close at once.
+        order = None if reduction is None or texts_per_run == 1 else sorted(
+            range(len(pieces)), key=lambda i: (entries[i][0].number, len(pieces[i].token_ids)))
         with progress:
             for i, act in iter_piece_activations(recorder, pieces, batch_size,
                                                  _pad_id(loaded.tokenizer),
-                                                 on_batch=progress.update):
+                                                 on_batch=progress.update, order=order,
+                                                 keep_on_device=reduction is not None):
                 run, k = entries[i]
                 parts = pending[run.number]
-                parts[k] = act
+                parts[k] = writer.add(run, act)
+                act = None  # a reduced piece's tokens (a view of the batch) are not kept
                 if any(part is None for part in parts):
                     continue
-                data = np.concatenate(parts, axis=0)
                 del pending[run.number]
-                _check_finite(data, run)
-                sidecar = dict(sidecar_common)
-                sidecar.update(_run_fields(run))
-                layout.write_run(run.number, grid.to_img(data, dtype=np.dtype(dtype)),
-                                 _events(loaded.tokenizer, run.pieces), sidecar)
+                writer.finish(run, parts)
                 n_tokens_written += run.n_tokens
 
         summary = {
@@ -339,6 +422,7 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
             else dict(sorted(Counter(textset.labels).items())),
             "label_names": textset.label_names,
             "n_runs": len(runs), "n_tokens": sum(run.n_tokens for run in runs),
+            "reduce": reduce, "sketch_rows": None if reduction is None else sketch_rows,
         }
         layout.write_summary(summary)
         bold_files = layout.bold_files()
@@ -347,15 +431,89 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
         mask_file=layout.mask_file, n_runs_written=len(todo),
         n_runs_skipped=n_skipped, n_tokens_written=n_tokens_written, summary=summary,
     )
-    log(f"Recorded {len(todo)} runs ({n_tokens_written} tokens) into {layout.func_dir}; "
-        f"{n_skipped} already there. Grid {grid.shape}, signal {signal!r}.", verbose)
+    reduced = "" if reduce is None else f", each reduced to {reduce} components"
+    log(f"Recorded {len(todo)} runs ({n_tokens_written} tokens{reduced}) into "
+        f"{layout.func_dir}; {n_skipped} already there. Grid {grid.shape}, signal {signal!r}.",
+        verbose)
     return recording
+
+
+class _TokenRuns:
+    """Writes each run with every token: the pieces' arrays are kept until the run is whole."""
+
+    def __init__(self, layout, grid, tokenizer, dtype, sidecar, reduction):
+        self.layout, self.grid, self.tokenizer = layout, grid, tokenizer
+        self.dtype, self.sidecar = np.dtype(dtype), sidecar
+
+    def add(self, run, act):
+        return act
+
+    def finish(self, run, parts):
+        data = np.concatenate(parts, axis=0)
+        _check_finite(data, run)
+        sidecar = dict(self.sidecar)
+        sidecar.update(_run_fields(run))
+        self.layout.write_run(run.number, self.grid.to_img(data, dtype=self.dtype),
+                              _events(self.tokenizer, run.pieces), sidecar)
+
+
+class _ReducedRuns(_TokenRuns):
+    """Feeds each piece into its run's :class:`RunReducer` at once; writes K volumes."""
+
+    def __init__(self, layout, grid, tokenizer, dtype, sidecar, reduction):
+        super().__init__(layout, grid, tokenizer, dtype, sidecar, reduction)
+        self.reduction = reduction
+        self.reducers = {}
+
+    def add(self, run, act):
+        if not bool(torch.isfinite(act).all()):
+            raise ValueError(_non_finite_message(run))
+        reducer = self.reducers.get(run.number)
+        if reducer is None:
+            reducer = self.reducers[run.number] = RunReducer(
+                self.grid.n_neurons, self.reduction["n_components"],
+                sketch_rows=self.reduction["sketch_rows"],
+                block_rows=self.reduction["block_rows"], device=act.device)
+        reducer.update(act.reshape(len(act), -1))
+        return True  # the piece is in the sketch; its tokens are not kept
+
+    def finish(self, run, parts):
+        components, info = self.reducers.pop(run.number).finalize()
+        k = self.reduction["n_components"]
+        data = components.reshape((k, self.grid.n_layers, self.grid.width))
+        sidecar = dict(self.sidecar)
+        sidecar.update(_run_fields(run))
+        sidecar["Reduction"] = {
+            **self.reduction, "n_tokens": run.n_tokens, "exact": info["exact"],
+            "n_shrinks": info["n_shrinks"], "shrinkage": info["shrinkage"],
+            "description": f"volume k is the run's k-th spatial principal component (each "
+                           f"neuron z-scored over its {run.n_tokens} tokens, ddof=1) times "
+                           f"its singular value, as nilearn's CanICA/DictLearning reduce a "
+                           f"run; not tokens, not to be standardised again",
+        }
+        self.layout.write_run(run.number, self.grid.to_img(data, dtype=self.dtype), None,
+                              sidecar)
+
+
+def _check_runs_reducible(runs, reduce):
+    """Every run needs ``reduce`` tokens (and 2, to be standardised)."""
+    need = max(reduce, 2)
+    short = [run for run in runs if run.n_tokens < need]
+    if short:
+        worst = min(short, key=lambda run: run.n_tokens)
+        two = " (and a run needs 2 tokens to be standardised)" if reduce < 2 else ""
+        raise ValueError(
+            f"'reduce' must be at most the tokens of every run{two}: reduce={reduce} was "
+            f"provided, but run {worst.number} (texts {[p.text_index for p in worst.pieces]}) "
+            f"has {worst.n_tokens} tokens and {len(short)} of {len(runs)} runs have fewer "
+            f"than {need}. Lower 'reduce' or put more texts in a run ('texts_per_run').")
 
 
 def check_record_params(texts, out_dir, task=None, subject=None, signal="mlp",
                         max_tokens=256, batch_size=8, texts_per_run=1,
                         long_texts="truncate", limit=None, dtype="float32", label_names=None,
-                        input_format="auto", sample=None, stratify_by=None, seed=None):
+                        input_format="auto", sample=None, stratify_by=None, seed=None,
+                        reduce=None, sketch_rows=None, model_dtype=None):
     """The cheap checks of :func:`record`, run before any model is loaded.
 
     Checks the arguments' values, that the input exists, and that ``out_dir``
@@ -370,6 +528,16 @@ def check_record_params(texts, out_dir, task=None, subject=None, signal="mlp",
             "store or read one. Use float32 (and --compress to save disk)."
         )
     check_choice(dtype, DTYPES, "dtype")
+    if model_dtype is not None:
+        check_choice(model_dtype, MODEL_DTYPES, "model_dtype")
+    check_positive_int(reduce, "reduce", allow_none=True)
+    check_positive_int(sketch_rows, "sketch_rows", allow_none=True)
+    if sketch_rows is not None and reduce is None:
+        raise ValueError(f"'sketch_rows' applies only with 'reduce'. sketch_rows={sketch_rows} "
+                         f"was provided without it.")
+    if sketch_rows is not None and sketch_rows < reduce:
+        raise ValueError(f"'sketch_rows' must be >= 'reduce' ({reduce}). {sketch_rows} was "
+                         f"provided.")
     check_choice(long_texts, LONG_TEXT_MODES, "long_texts")
     check_positive_int(max_tokens, "max_tokens")
     check_positive_int(batch_size, "batch_size")
@@ -397,9 +565,11 @@ def _run_fields(run):
     }
 
 
+def _non_finite_message(run):
+    return (f"Run {run.number} has non-finite activations (texts "
+            f"{[p.text_index for p in run.pieces]}); nothing was written for it.")
+
+
 def _check_finite(data, run):
     if not np.isfinite(data).all():
-        raise ValueError(
-            f"Run {run.number} has non-finite activations (texts "
-            f"{[p.text_index for p in run.pieces]}); nothing was written for it."
-        )
+        raise ValueError(_non_finite_message(run))
