@@ -296,3 +296,59 @@ def test_cli_n_jobs_defaults_to_every_core(planted, tmp_path, monkeypatch):
     assert main(["networks", str(planted[0]), "--out", str(tmp_path / "n"), "--n-components",
                  "5", "-q"]) == 0
     assert seen["n_jobs"] == 3
+
+
+@pytest.fixture(scope="module")
+def tiny_recordings(tmp_path_factory):
+    """The same texts of a tiny model recorded in full and reduced to 6 components per run."""
+    import llmfbn
+    from conftest import WORDS
+
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, size=20 + k)) for k in range(16)]
+    loaded = make_loaded("llama")
+    full = llmfbn.record(loaded, texts, root / "full", verbose=0)
+    reduced = llmfbn.record(loaded, texts, root / "reduced", verbose=0, reduce=6)
+    return full, reduced
+
+
+def test_reduced_runs_feed_nilearns_per_run_rows(tiny_recordings):
+    full, reduced = tiny_recordings
+    est = NetworkDecomposition(n_components=6, random_state=0)
+    est.mask_img_ = full.grid.mask_img()
+    masker = check_embedded_masker(est.make_nilearn_estimator(), masker_type="multi_nii").fit()
+    expected = reduce_token_runs(masker, [str(p) for p in full.bold_files], 6, random_state=0)
+    for ours, theirs in zip(est._reduced_rows(reduced.bold_files), expected):
+        np.testing.assert_allclose(np.abs(ours), np.abs(theirs), atol=1e-3)  # up to sign
+
+
+def test_networks_of_a_reduced_recording(tiny_recordings, tmp_path, capsys):
+    full, reduced = tiny_recordings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = NetworkDecomposition(n_components=4, random_state=0).fit(full.out_dir)
+        stack = NetworkDecomposition(n_components=4, random_state=0,
+                                     group_pca="nilearn").fit(reduced.out_dir)
+        streamed = NetworkDecomposition(n_components=4, random_state=0, group_pca="migp",
+                                        migp_rows=32).fit(reduced.out_dir)
+    assert stack.reduced_ and stack.n_timepoints_ == ref.n_timepoints_
+    assert stack.networks_.params["reduce"] == 6 and ref.networks_.params["reduce"] is None
+    np.testing.assert_array_equal(streamed.components_, stack.components_)
+    with pytest.raises(ValueError, match="transform .* needs every token"):
+        stack.transform(reduced.out_dir)
+    with pytest.raises(ValueError, match="method='temporal_ica' needs every token"):
+        NetworkDecomposition(method="temporal_ica").fit(reduced.out_dir)
+    with pytest.raises(ValueError, match="reduced to 6 components but n_components=8 needs 8"):
+        NetworkDecomposition(n_components=8).fit(reduced.out_dir)
+    with pytest.raises(ValueError, match="never mixed"):
+        NetworkDecomposition(n_components=4).fit(full.bold_files[:2] + reduced.bold_files[2:])
+    # the CLI writes the networks and skips the top tokens with a note
+    out = tmp_path / "net"
+    assert main(["networks", str(reduced.out_dir), "--out", str(out), "--n-components", "4",
+                 "--group-pca", "migp"]) == 0
+    captured = capsys.readouterr()
+    assert "top tokens skipped" in captured.out + captured.err
+    saved = json.loads((out / "networks.json").read_text())
+    assert saved["params"]["reduce"] == 6
+    assert all("top_tokens" not in n for n in saved["networks"])

@@ -1,6 +1,7 @@
 """``llmfbn networks`` and ``llmfbn consistency``."""
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,14 +86,18 @@ def _cmd_networks(args):
         task=args.task, group_pca=args.group_pca, memory_budget=budget,
         random_state=args.random_state, n_jobs=n_jobs, verbose=verbose)
     est.fit(args.in_dir)
-    est.networks_.top_tokens = top_tokens(est.networks_, est.run_paths_,
-                                          n_tokens=args.n_top_tokens)
+    if est.reduced_:
+        print("llmfbn: note: top tokens skipped: the runs are reduced (record --reduce) and "
+              "keep no tokens", file=sys.stderr)
+    else:
+        est.networks_.top_tokens = top_tokens(est.networks_, est.run_paths_,
+                                              n_tokens=args.n_top_tokens)
     est.save(args.out, overwrite=args.force)
     sizes = est.networks_.sizes
     print(f"Networks in {args.out.resolve()}: {len(sizes)} from {args.method} on "
           f"{est.n_timepoints_} tokens; sizes min {sizes.min()}, median "
           f"{int(np.median(sizes))}, max {sizes.max()} neurons")
-    for k, rows in enumerate(est.networks_.top_tokens[:5]):
+    for k, rows in enumerate((est.networks_.top_tokens or [])[:5]):
         print(f"  network {k}: " + " | ".join(r["context"] for r in rows[:3]))
 
 

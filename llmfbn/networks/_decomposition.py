@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from llmfbn._utils import check_choice, check_positive_int, log
-from llmfbn.io import find_runs, write_networks_folder
+from llmfbn.io import check_token_runs, find_runs, run_reduction, write_networks_folder
 from llmfbn.networks._group_pca import (
     MIGP,
     MIGP_ROWS_PER_COMPONENT,
@@ -120,6 +120,13 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         The group PCA used: ``"nilearn"`` or ``"migp"`` (None for temporal_ica).
     group_pca_bytes_ : int or None
         Estimated peak bytes of nilearn's in-RAM group step for this fit.
+    reduced_ : bool
+        True when the runs are reduced recordings (``llmfbn record --reduce K``):
+        their K volumes are nilearn's per-run rows already, so the per-run SVD is
+        skipped and each run's first ``n_components`` rows go to the group step
+        (K must be at least ``min(n_components, n_tokens)``; temporal_ica,
+        ``transform`` and top tokens need every token and refuse them);
+        ``n_timepoints_`` counts the tokens the runs were reduced from.
     migp_ : MIGP or None
         The running matrix's bookkeeping (``capacity_``, ``n_reductions_``,
         ``n_rows_seen_``) when ``group_pca_ == "migp"``; its matrix is released.
@@ -191,6 +198,7 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         paths, self.grid_ = find_recording_images(imgs, task=self.task)
         self.mask_img_ = self.grid_.mask_img()
         self.n_timepoints_ = self._count_timepoints(paths)
+        self.reduced_ = self._check_reduced(paths)
         if self.n_timepoints_ < 2 * self.n_components:
             raise ValueError(
                 f"Too few time points for {self.n_components} components: the "
@@ -212,6 +220,8 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
             self.estimator_ = self.make_nilearn_estimator()
             if self.group_pca_ == "migp":
                 self._fit_migp(paths)
+            elif self.reduced_:
+                self._fit_reduced_stack(paths)
             else:
                 self.estimator_.fit([str(p) for p in paths])
             components = self.estimator_.components_.reshape(len(self.estimator_.components_), -1)
@@ -224,7 +234,8 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
                   "n_runs": len(paths), "n_timepoints": self.n_timepoints_,
                   "model": self.grid_.model, "signal": self.grid_.signal,
                   "group_pca": self.group_pca_, "memory_budget": budget,
-                  "group_pca_bytes": self.group_pca_bytes_}
+                  "group_pca_bytes": self.group_pca_bytes_,
+                  "reduce": self._reductions[0]["n_components"] if self.reduced_ else None}
         if self.group_pca_ == "migp":
             params.update(migp_rows=self.migp_.n_rows, migp_capacity=self.migp_.capacity_,
                           migp_reductions=self.migp_.n_reductions_)
@@ -242,11 +253,49 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         """Rows each run gives the group step, (n_runs,): min(n_components, n_tokens)."""
         return np.minimum(self._run_lengths, self.n_components)
 
+    def _check_reduced(self, paths):
+        """True when the runs are reduced (``record(reduce=K)``); refuse what cannot use them."""
+        if self._reductions[0] is None:  # find_runs never mixes token and reduced runs
+            return False
+        if self.method == "temporal_ica":
+            check_token_runs(paths, "method='temporal_ica'")
+        for path, red, n_tokens in zip(paths, self._reductions, self._run_lengths):
+            if red["n_components"] < min(self.n_components, n_tokens):
+                raise ValueError(
+                    f"{path.name} is reduced to {red['n_components']} components but "
+                    f"n_components={self.n_components} needs "
+                    f"{min(self.n_components, n_tokens)} per run (nilearn reduces each run "
+                    f"to n_components); lower 'n_components' or record with a larger reduce.")
+        return True
+
+    def _reduced_rows(self, paths):
+        """Each reduced run's first min(K, n_components) rows, (rows, n_features) float32.
+
+        A reduced run's volumes are nilearn's per-run rows already (its top
+        principal components times their singular values, in order); nilearn
+        keeps n_components of them per run.
+        """
+        from nilearn.maskers import NiftiMasker
+
+        masker = NiftiMasker(mask_img=self.mask_img_, standardize=None, detrend=False).fit()
+        for path in paths:
+            yield masker.transform(str(path))[:self.n_components].astype(np.float32)
+
+    def _fit_reduced_stack(self, paths):
+        """nilearn's group step on the in-RAM stack of reduced runs."""
+        rows = self._group_rows()
+        data = np.empty((int(rows.sum()), self.grid_.n_neurons), order="F", dtype=np.float32)
+        ends = np.cumsum(rows)
+        for end, n, block in zip(ends, rows, self._reduced_rows(paths)):
+            data[end - n:end] = block
+        fit_group_estimator(self.estimator_, data, self.mask_img_)
+
     def _choose_group_pca(self, budget):
         rows = self._group_rows()
         n_jobs = _effective_jobs(self.n_jobs)
+        read_tokens = 0 if self.reduced_ else max(self._run_lengths)  # reduced: rows as is
         self.group_pca_bytes_ = nilearn_peak_bytes(int(rows.sum()), self.grid_.n_neurons,
-                                                   max(self._run_lengths), n_jobs)
+                                                   read_tokens, n_jobs)
         over = budget is not None and self.group_pca_bytes_ > budget
         choice = self.group_pca
         if choice == "auto":
@@ -271,10 +320,14 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
 
         n_rows = self.migp_rows or MIGP_ROWS_PER_COMPONENT * self.n_components
         acc = MIGP(self.grid_.n_neurons, n_rows, do_cca=True)
-        # the masker nilearn's CanICA.fit would build: each run cleaned the same way
-        masker = check_embedded_masker(self.estimator_, masker_type="multi_nii").fit()
-        for rows in reduce_token_runs(masker, [str(p) for p in paths], self.n_components,
-                                      random_state=self.random_state, n_jobs=self.n_jobs):
+        if self.reduced_:
+            blocks = self._reduced_rows(paths)
+        else:
+            # the masker nilearn's CanICA.fit would build: each run cleaned the same way
+            masker = check_embedded_masker(self.estimator_, masker_type="multi_nii").fit()
+            blocks = reduce_token_runs(masker, [str(p) for p in paths], self.n_components,
+                                       random_state=self.random_state, n_jobs=self.n_jobs)
+        for rows in blocks:
             acc.add(rows)
         log(f"MIGP: {acc.n_rows_seen_} run rows in {acc.n_rows_held_} group rows "
             f"({acc.n_reductions_} reductions, at most {acc.capacity_} rows held)",
@@ -289,14 +342,16 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         import nibabel as nib
 
         self._run_lengths = []
-        for p in paths:
+        self._reductions = [run_reduction(p) for p in paths]
+        for p, reduction in zip(paths, self._reductions):
             img = nib.load(p)
             self.grid_.check_img(img)
             data = np.asanyarray(img.dataobj)
             if not np.isfinite(data).all():
                 raise ValueError(f"{p.name} holds {int(np.sum(~np.isfinite(data)))} "
                                  f"non-finite values (NaN or inf); re-record it.")
-            self._run_lengths.append(img.shape[3] if len(img.shape) == 4 else 1)
+            self._run_lengths.append(reduction["n_tokens"] if reduction else
+                                     img.shape[3] if len(img.shape) == 4 else 1)
         return int(sum(self._run_lengths))
 
     def _fit_temporal_ica(self, paths):
@@ -322,6 +377,7 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         paths, grid = find_recording_images(imgs)
         if not grid.same_layout(self.grid_):
             raise ValueError(f"The images are on {grid!r}; the fit was on {self.grid_!r}.")
+        check_token_runs(paths, "transform (network time series)")
         if self.method == "temporal_ica":
             pinv = np.linalg.pinv(self.components_.reshape(len(self.components_), -1))
             return [_standardized(self.grid_, p) @ pinv for p in paths]
