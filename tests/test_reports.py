@@ -235,3 +235,18 @@ def test_empty_networks_are_shown_empty(pipeline, tmp_path, capsys):
     assert text.count("empty (no neuron passed the threshold)") == 3
     assert "Empty networks (no neuron passed the threshold" in text
     assert "Top tokens" not in text  # an empty network has no activity to rank tokens by
+
+
+def test_a_reduced_recording_is_reported_without_tokens(tmp_path, tiny_model_dir, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(SENTENCES["good"] + SENTENCES["bad"]) + "\n")
+    rec, net, out = tmp_path / "rec", tmp_path / "net", tmp_path / "report.html"
+    assert main(["record", "--input", str(texts), "--out", str(rec), "--texts-per-run", "3",
+                 "--reduce", "3", "-q", "--model", str(tiny_model_dir)]) == 0
+    assert main(["networks", str(rec), "--out", str(net), "--n-components", "3",
+                 "--top-k", "6", "-q"]) == 0
+    assert "top tokens skipped" in capsys.readouterr().err
+    assert main(["report", str(rec), str(net), "--out", str(out), "-q"]) == 0
+    text = out.read_text()
+    assert "reduced (record --reduce 3)" in text and "no carpet plot" in text
+    assert "No connectivity matrix" in text and "carpet plot of" not in text.lower()

@@ -60,8 +60,7 @@ def add_networks_parsers(subparsers):
 
 def _cmd_networks(args):
     from llmfbn.io import check_output_folder
-    from llmfbn.networks import NetworkDecomposition, top_tokens
-    from llmfbn.networks._group_pca import parse_memory_size
+    from llmfbn.networks import NetworkDecomposition, parse_memory_size, top_tokens
 
     # every cheap check before any image is read
     check_finite(args.threshold, "--threshold")

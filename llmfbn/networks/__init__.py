@@ -33,6 +33,7 @@ from llmfbn.networks._decomposition import (
     find_recording_images,
     split_half_reproducibility,
 )
+from llmfbn.networks._group_pca import MIGP, parse_memory_size
 from llmfbn.networks._networks import FunctionalNetworks, threshold_maps, zscore_maps
 from llmfbn.networks._provenance import LeakageWarning, check_leakage, source_files
 from llmfbn.networks._timeseries import network_time_series, top_tokens
@@ -43,6 +44,7 @@ __all__ = [
     "FunctionalNetworks",
     "GroupTemplate",
     "LeakageWarning",
+    "MIGP",
     "MatchReport",
     "Matching",
     "NetworkComparison",
@@ -65,6 +67,7 @@ __all__ = [
     "null_matched_correlation",
     "null_matched_iou",
     "null_z",
+    "parse_memory_size",
     "random_masks_like",
     "source_files",
     "recurrence",

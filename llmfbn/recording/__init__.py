@@ -9,12 +9,14 @@ from llmfbn.recording._record import (
     record,
     record_activations,
 )
+from llmfbn.recording._reduce import RunReducer
 from llmfbn.recording._texts import TextSet, parse_label_names, read_texts, select_texts
 
 __all__ = [
     "ActivationRecorder",
     "Recording",
     "RecordingLayout",
+    "RunReducer",
     "TextSet",
     "bids_label",
     "check_record_params",

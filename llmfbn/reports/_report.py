@@ -8,7 +8,7 @@ import numpy as np
 
 from llmfbn import __version__
 from llmfbn._utils import log
-from llmfbn.io import check_output_file, read_glm_folder, replace_file
+from llmfbn.io import check_output_file, read_glm_folder, replace_file, run_reduction
 from llmfbn.reports._html import Section, figure_html, page, table_html
 from llmfbn.reports._inputs import KINDS, find_inputs
 
@@ -120,6 +120,14 @@ def _recording_section(item, n):
                      "being boundaries); n_texts: those recorded, after skipping empty texts "
                      "and the limit or sample.")
     paths, grid = find_recording_images(item.path)
+    reduction = run_reduction(paths[0])
+    if reduction is not None:
+        section.note(f"{len(paths)} finished runs, reduced (record --reduce "
+                     f"{reduction['n_components']}): each run is a 4-D Nifti image of "
+                     f"{reduction['n_components']} volumes, the run's top spatial principal "
+                     f"components, on the grid of {grid.n_layers} layers as slices. No token "
+                     f"is kept, so there is no carpet plot.")
+        return section
     section.note(f"{len(paths)} finished runs. Each run is a 4-D Nifti image: "
                  f"{grid.shape[0]} x {grid.shape[1]} voxels per layer, {grid.n_layers} "
                  f"layers as slices, one volume per token.")
@@ -211,6 +219,9 @@ def _connectivity_html(networks, recordings, max_runs):
         return ""
     recording = recordings[0]
     paths, _ = find_recording_images(recording.path)
+    if run_reduction(paths[0]) is not None:
+        return (f"<p class=\"note\">No connectivity matrix: {recording.path.name} is a reduced "
+                f"recording (record --reduce) and keeps no token time series.</p>")
     connectome = network_connectivity(networks.subset(kept), paths[:max_runs],
                                       kind="correlation")
     return figure_html(
