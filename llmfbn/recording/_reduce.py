@@ -21,7 +21,10 @@ Phillips 2016): a buffer of ``M + block_rows`` rows; when it is full, the
 eigen-decomposition of its small Gram matrix gives its singular directions,
 the M strongest are kept, and only the weakest ``SHRINK_FRACTION`` of those
 have their squared singular value lowered by the (M+1)-th one, the
-``shrink``. At the end, centring and scaling are exact given the sketch:
+``shrink``. The kept rows are orthogonal, so the next Gram matrix needs only
+the new rows' products (float32 per column chunk, summed in float64): each
+token costs about ``4 M`` multiply-adds per neuron in all. At the end,
+centring and scaling are exact given the sketch:
 ``Z^T Z = R (Y^T Y - T d d^T) R`` with ``d`` the mean of ``Y`` and ``R`` the
 ratio of the first buffer's scale to the run's standard deviation, so the
 top-K eigenpairs of ``R (B^T B - T d d^T) R``, which lie in the row span of
@@ -137,6 +140,7 @@ class RunReducer:
         self._sum = None  # float64 sums of the stored (shifted, scaled) rows
         self._squares = None
         self._shrinkage = 0.0  # sum of the shrinks, in the sketch's units
+        self._sketch_norms = None  # float64 (M,) squared norms of the sketch rows after a shrink
 
     @property
     def capacity(self):
@@ -216,27 +220,44 @@ class RunReducer:
         for start in range(0, self.n_features, step):
             yield slice(start, min(start + step, self.n_features))
 
+    def _gram(self):
+        """Gram matrix of the full buffer, float64 (float32 products per column chunk).
+
+        After a shrink the sketch's M rows are orthogonal with known squared
+        norms, so only the rows taken since (and their products with the
+        sketch) are computed: ``(M + b) x b`` products per column, not
+        ``(M + b)^2``.
+        """
+        buffer, capacity = self._buffer, self._capacity
+        gram = torch.zeros((capacity, capacity), dtype=torch.float64, device=self.device)
+        first = 0 if self._sketch_norms is None else self.sketch_rows
+        for cols in self._chunks(capacity):
+            part = buffer[:, cols]
+            gram[first:] += (part[first:] @ part.T).double()
+        if first:
+            gram[:first, first:] = gram[first:, :first].T
+            gram[:first, :first] = torch.diag(self._sketch_norms)
+        return gram
+
     def _shrink(self):
         if self._shift is None:
             self._fix_standardisation()
         buffer = self._buffer
-        gram = torch.zeros((self._capacity, self._capacity), dtype=torch.float64,
-                           device=self.device)
-        for cols in self._chunks(self._capacity):
-            part = buffer[:, cols].double()
-            gram += part @ part.T
-        values, vectors = torch.linalg.eigh(gram)
+        values, vectors = torch.linalg.eigh(self._gram())
         values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
         m = self.sketch_rows
         shrink = values[m]
         lowered = torch.zeros(m, dtype=torch.float64, device=self.device)
         lowered[self._first_shrunk:] = shrink
         keep = values[:m] > 0
+        norms = torch.zeros(m, dtype=torch.float64, device=self.device)
+        norms[keep] = (values[:m] - lowered)[keep].clamp_min(0)
         factors = torch.zeros(m, dtype=torch.float64, device=self.device)
-        factors[keep] = torch.sqrt((values[:m] - lowered)[keep].clamp_min(0) / values[:m][keep])
+        factors[keep] = torch.sqrt(norms[keep] / values[:m][keep])
         coefficients = (vectors[:, :m] * factors).T.to(torch.float32)  # (m, capacity)
         for cols in self._chunks(self._capacity):
             buffer[:m, cols] = coefficients @ buffer[:, cols]
+        self._sketch_norms = norms  # the new rows are orthogonal, with these squared norms
         self._filled = m
         self._shrinkage += float(shrink)
         self.n_shrinks += 1
