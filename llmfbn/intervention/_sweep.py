@@ -192,8 +192,7 @@ class _SharedPrefix:
                 rows, greedy = [], []
                 for row, (n, start) in enumerate(zip(lengths, starts)):
                     logp, all_greedy = score_positions(
-                        logits[j * batch + row,
-                               max(start - 1 - first_scored, 0):n - 1 - first_scored],
+                        logits[j * batch + row, start - 1 - first_scored:n - 1 - first_scored],
                         ids[row, start:n], return_greedy)
                     rows.append(logp)
                     greedy.append(all_greedy)

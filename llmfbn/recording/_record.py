@@ -466,8 +466,7 @@ class _ReducedRuns(_TokenRuns):
         self.reducers = {}
 
     def add(self, run, act):
-        if not bool(torch.isfinite(act).all()):
-            raise ValueError(_non_finite_message(run))
+        _check_finite(act, run)
         reducer = self.reducers.get(run.number)
         if reducer is None:
             reducer = self.reducers[run.number] = RunReducer(
@@ -565,11 +564,10 @@ def _run_fields(run):
     }
 
 
-def _non_finite_message(run):
-    return (f"Run {run.number} has non-finite activations (texts "
-            f"{[p.text_index for p in run.pieces]}); nothing was written for it.")
-
-
-def _check_finite(data, run):
-    if not np.isfinite(data).all():
-        raise ValueError(_non_finite_message(run))
+def _check_finite(values, run):
+    """Refuse a run whose activations (an array, or a tensor on any device) hold NaN or inf."""
+    finite = (bool(torch.isfinite(values).all()) if isinstance(values, torch.Tensor)
+              else bool(np.isfinite(values).all()))
+    if not finite:
+        raise ValueError(f"Run {run.number} has non-finite activations (texts "
+                         f"{[p.text_index for p in run.pieces]}); nothing was written for it.")
