@@ -1,6 +1,8 @@
 """Small shared helpers: parameter checks and logging (files: see ``llmfbn.io``)."""
 
 import logging
+import math
+import re
 import sys
 
 logger = logging.getLogger("llmfbn")
@@ -49,3 +51,35 @@ def check_array_shape(array, expected, name, trailing=False):
             f"'{name}' must have {what} {tuple(expected)}. "
             f"An array of shape {array.shape} was provided."
         )
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_memory_size(value, name="memory_budget"):
+    """Bytes of a memory size: an int, or a string such as ``"8GB"``, ``"500MB"``, ``"2GiB"``.
+
+    ``KB/MB/GB/TB`` are powers of 1000, ``KiB/MiB/GiB/TiB`` (and ``K/M/G/T``)
+    powers of 1024; a bare number is bytes.
+
+    Returns
+    -------
+    int, > 0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"'{name}' must be a size such as '8GB' or a number of bytes. "
+                        f"{value!r} was provided.")
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        unit = match and match.group(2).lower()
+        if not match or unit not in _UNITS:
+            raise ValueError(f"'{name}' must be a size such as '8GB', '500MB' or '2GiB'. "
+                             f"{value!r} was provided.")
+        size = float(match.group(1)) * _UNITS[unit]
+    else:
+        size = float(value)
+    if not math.isfinite(size) or size < 1:
+        raise ValueError(f"'{name}' must be a positive size. {value!r} was provided.")
+    return int(size)

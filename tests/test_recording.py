@@ -34,6 +34,50 @@ def test_batched_equals_one_text_at_a_time(family, texts):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_plan_batches_bounds_padded_tokens():
+    from types import SimpleNamespace
+
+    from llmfbn.recording._record import batch_token_limit, plan_batches
+
+    pieces = [SimpleNamespace(token_ids=[0] * n) for n in (3, 5, 5, 9, 2, 20)]
+    order = list(range(len(pieces)))
+    assert plan_batches(pieces, order, batch_size=8) == [order]
+    assert plan_batches(pieces, order, batch_size=2) == [[0, 1], [2, 3], [4, 5]]
+    batches = plan_batches(pieces, order, batch_size=8, max_batch_tokens=12)
+    # (3, 5) pads to 10; adding 5 would make 15; 9 alone; 9 + 2 pads to 18; 20 alone.
+    assert batches == [[0, 1], [2], [3], [4], [5]]
+    for batch in batches:
+        padded = len(batch) * max(len(pieces[i].token_ids) for i in batch)
+        assert padded <= 12 or len(batch) == 1
+    assert sorted(i for b in batches for i in b) == order
+    assert batch_token_limit(2**30, 32 * 11008) == 762  # 1 GiB at 352,256 float32 per token
+    assert batch_token_limit(10, 100) == 1
+
+
+def test_batch_memory_changes_batches_not_activations(tiny_llama, texts, monkeypatch):
+    import llmfbn.recording._capture as capture
+
+    shapes = []
+    original = capture.pad_batch
+
+    def spy(token_ids, pad_id):
+        out = original(token_ids, pad_id)
+        shapes.append(tuple(out[0].shape))
+        return out
+
+    monkeypatch.setattr(capture, "pad_batch", spy)
+    small = record_activations(tiny_llama, texts, batch_size=4,
+                               batch_memory=4 * 3 * 24 * 12)  # 12 padded tokens
+    monkeypatch.undo()
+    assert all(rows * length <= 12 or rows == 1 for rows, length in shapes)
+    assert len(shapes) > -(-len(texts) // 4)
+    default = record_activations(tiny_llama, texts, batch_size=4)
+    for a, b in zip(small, default):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="'batch_memory' must be a size"):
+        record_activations(tiny_llama, texts, batch_memory="lots")
+
+
 def test_pad_tokens_never_become_time_points(tiny_llama, texts):
     acts = record_activations(tiny_llama, texts, batch_size=len(texts))
     lengths = [len(tiny_llama.tokenizer(t)["input_ids"]) for t in texts]

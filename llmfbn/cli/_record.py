@@ -33,6 +33,11 @@ def add_record_parser(subparsers):
     p.add_argument("--long-texts", default="truncate", choices=("truncate", "split"),
                    help="texts over --max-tokens: truncate (counted) or split into runs")
     p.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default 8)")
+    p.add_argument("--batch-memory", default="1GiB", metavar="SIZE",
+                   help="most memory of a batch's float32 activations, padded tokens x "
+                        "layers x width x 4 bytes, e.g. 4GB or 512MiB (default 1GiB): a batch "
+                        "holds fewer than --batch-size texts when they would not fit (one text "
+                        "at least)")
     p.add_argument("--texts-per-run", type=int, default=1,
                    help="texts concatenated into one run (default 1)")
     p.add_argument("--limit", type=int, help="record only the first N non-empty texts")
@@ -96,7 +101,8 @@ def _parse_layers(text):
 #: Library parameter names in error messages -> the flags of `llmfbn record`.
 _FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "sample", "stratify_by", "seed", "limit", "label_names", "label_column", "text_column",
-    "input_format", "max_tokens", "batch_size", "texts_per_run", "reduce", "sketch_rows",
+    "input_format", "max_tokens", "batch_size", "batch_memory", "texts_per_run", "reduce",
+    "sketch_rows",
     "model_dtype", "device")}
 
 
@@ -129,7 +135,7 @@ def _cmd_record(args):
                             label_names=label_names, input_format=args.input_format,
                             sample=args.sample, stratify_by=args.stratify_by, seed=args.seed,
                             reduce=args.reduce, sketch_rows=args.sketch_rows,
-                            model_dtype=args.model_dtype)
+                            model_dtype=args.model_dtype, batch_memory=args.batch_memory)
         # The texts are read and sampled before the model loads: their errors come first.
         textset = select_texts(
             read_texts(args.input, text_column=text_column, label_column=args.label_column,
@@ -146,7 +152,8 @@ def _cmd_record(args):
             signal=args.signal, layers=args.layers, max_tokens=args.max_tokens,
             batch_size=args.batch_size, texts_per_run=args.texts_per_run,
             long_texts=args.long_texts, dtype=args.dtype, compress=args.compress,
-            reduce=args.reduce, sketch_rows=args.sketch_rows, verbose=verbose,
+            reduce=args.reduce, sketch_rows=args.sketch_rows,
+            batch_memory=args.batch_memory, verbose=verbose,
         )
     except (ValueError, TypeError) as err:
         raise _in_flags(err) from err

@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from llmfbn import __version__
-from llmfbn._utils import check_choice, check_positive_int, log
+from llmfbn._utils import check_choice, check_positive_int, log, parse_memory_size
 from llmfbn.grid import NeuronGrid
 from llmfbn.io import RecordingLayout, bids_label, check_recording_output, open_folder
 from llmfbn.io._recording import check_label
@@ -33,6 +33,9 @@ MODEL_DTYPES = ("float32", "bfloat16", "float16")
 
 # Pieces sorted by length within a window of this many batches, to cut padding.
 _SORT_WINDOW_BATCHES = 4
+
+#: Default bytes of a batch's float32 activation buffer (``batch_memory``).
+BATCH_MEMORY = "1GiB"
 
 
 @dataclass
@@ -101,8 +104,42 @@ def windowed_order(pieces, batch_size):
     return order
 
 
+def batch_token_limit(batch_memory, n_values_per_token):
+    """Most (padded) tokens a batch may hold so its float32 buffer fits ``batch_memory`` bytes.
+
+    ``n_values_per_token`` is the recorded layers x width; at least 1 token.
+    """
+    return max(int(batch_memory) // (4 * n_values_per_token), 1)
+
+
+def plan_batches(pieces, order, batch_size, max_batch_tokens=None):
+    """Cut ``order`` into consecutive batches of at most ``batch_size`` pieces.
+
+    A batch is padded to its longest piece, so it holds ``len(batch) *
+    longest`` tokens; it also stays within ``max_batch_tokens`` of them, except
+    that a batch always takes one piece, however long.
+
+    Returns
+    -------
+    list of lists of int
+    """
+    batches, batch, longest = [], [], 0
+    for i in order:
+        n = len(pieces[i].token_ids)
+        grown = max(longest, n)
+        too_many = max_batch_tokens is not None and (len(batch) + 1) * grown > max_batch_tokens
+        if batch and (len(batch) == batch_size or too_many):
+            batches.append(batch)
+            batch, grown = [], n
+        batch.append(i)
+        longest = grown
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 def iter_piece_activations(recorder, pieces, batch_size, pad_id, on_batch=None, order=None,
-                           keep_on_device=False):
+                           keep_on_device=False, max_batch_tokens=None):
     """Yield ``(index, activations)`` for each piece, batching by similar length.
 
     Parameters
@@ -114,6 +151,9 @@ def iter_piece_activations(recorder, pieces, batch_size, pad_id, on_batch=None, 
         Yield float32 tensors on the model's device (views of the batch's
         buffer: use each before asking for the next batch) instead of
         float32 arrays.
+    max_batch_tokens : int, optional
+        Most padded tokens per batch (see :func:`plan_batches`); the batch's
+        buffer is this many tokens x layers x width float32 values.
 
     Yields
     ------
@@ -121,8 +161,7 @@ def iter_piece_activations(recorder, pieces, batch_size, pad_id, on_batch=None, 
     activations : array or tensor of shape (n_tokens, n_layers, width)
     """
     order = windowed_order(pieces, batch_size) if order is None else order
-    for b in range(0, len(order), batch_size):
-        batch = order[b:b + batch_size]
+    for batch in plan_batches(pieces, order, batch_size, max_batch_tokens):
         acts = recorder.record([pieces[i].token_ids for i in batch], pad_id,
                                keep_on_device=keep_on_device)
         for i, act in zip(batch, acts):
@@ -133,7 +172,7 @@ def iter_piece_activations(recorder, pieces, batch_size, pad_id, on_batch=None, 
 
 
 def record_activations(model, texts, signal="mlp", layers=None, max_tokens=256,
-                       batch_size=8, verbose=0):
+                       batch_size=8, batch_memory=BATCH_MEMORY, verbose=0):
     """Record activations in memory, one array per text.
 
     Parameters
@@ -146,11 +185,14 @@ def record_activations(model, texts, signal="mlp", layers=None, max_tokens=256,
         Default: every layer.
     max_tokens : int, default 256
     batch_size : int, default 8
+    batch_memory : int or str, default "1GiB"
+        Most bytes of a batch's activation buffer (see :func:`record`).
 
     Returns
     -------
     list of float32 arrays of shape (n_tokens_i, n_layers, width)
     """
+    batch_bytes = parse_memory_size(batch_memory, "batch_memory")
     loaded = _as_loaded(model, verbose)
     textset = read_texts(list(texts))
     if textset.n_skipped_empty:
@@ -159,9 +201,10 @@ def record_activations(model, texts, signal="mlp", layers=None, max_tokens=256,
     pieces = [run.pieces[0] for run in runs]
     out = [None] * len(pieces)
     with ActivationRecorder(loaded.model, signal=signal, layers=layers) as recorder:
+        limit = batch_token_limit(batch_bytes, len(recorder.layers) * recorder.width)
         for i, act in iter_piece_activations(recorder, pieces, batch_size,
-                                             _pad_id(loaded.tokenizer)):
-            out[i] = act
+                                             _pad_id(loaded.tokenizer), max_batch_tokens=limit):
+            out[i] = act.copy()  # not a view that keeps its whole batch's buffer alive
     return out
 
 
@@ -187,7 +230,7 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
            label_column=None, dtype="float32", compress=False, labels=None,
            label_names=None, input_format="auto", sample=None, stratify_by=None,
            seed=None, reduce=None, sketch_rows=None, model_dtype=None, device=None,
-           verbose=1):
+           batch_memory=BATCH_MEMORY, verbose=1):
     """Record every MLP neuron at every token into a folder of Nifti images.
 
     One model is one subject, the input is one task, and each text (or
@@ -232,6 +275,14 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
     max_tokens : int, default 256
         Most tokens per text (per forward pass).
     batch_size : int, default 8
+        Most texts (pieces) per forward pass.
+    batch_memory : int or str, default "1GiB"
+        Most bytes of a batch's float32 activation buffer, ``padded tokens x
+        recorded layers x width x 4``: a batch holds fewer than
+        ``batch_size`` texts when they would not fit (and one text however
+        long). It bounds the recording's memory on wide grids: one 512-token
+        text on a 7B-class grid (352,256 neurons) is 0.72 GB. A number of
+        bytes or a size such as ``"4GB"`` or ``"512MiB"``.
     texts_per_run : int, default 1
     long_texts : {"truncate", "split"}, default "truncate"
         What to do with texts over ``max_tokens``: keep the first part (the
@@ -315,7 +366,8 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
                         texts_per_run=texts_per_run, long_texts=long_texts, limit=limit,
                         dtype=dtype, label_names=label_names, input_format=input_format,
                         sample=sample, stratify_by=stratify_by, seed=seed, reduce=reduce,
-                        sketch_rows=sketch_rows, model_dtype=model_dtype)
+                        sketch_rows=sketch_rows, model_dtype=model_dtype,
+                        batch_memory=batch_memory)
     if isinstance(texts, TextSet):
         given = {k: v for k, v in (("text_column", text_column), ("label_column", label_column),
                                    ("labels", labels), ("label_names", label_names),
@@ -347,6 +399,12 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
         reduction = {"method": METHOD, "n_components": reduce, "sketch_rows": sketch_rows,
                      "block_rows": sketch_rows, "standardize": STANDARDIZE}
     recorder = ActivationRecorder(loaded.model, signal=signal, layers=layers)
+    max_batch_tokens = batch_token_limit(parse_memory_size(batch_memory, "batch_memory"),
+                                         len(recorder.layers) * recorder.width)
+    if max_batch_tokens < batch_size * max_tokens:
+        log(f"Batches hold at most {max_batch_tokens} padded tokens (and one text however "
+            f"long): batch_memory={batch_memory!r} at {len(recorder.layers)} x "
+            f"{recorder.width} float32 values per token.", verbose)
     grid = NeuronGrid(len(recorder.layers), recorder.width, layers=recorder.layers,
                       model=loaded.name, signal=signal, weights_hash=loaded.weights_hash,
                       model_layers=recorder.location.n_layers)
@@ -400,7 +458,8 @@ def record(model, texts, out_dir, task=None, subject=None, signal="mlp",
             for i, act in iter_piece_activations(recorder, pieces, batch_size,
                                                  _pad_id(loaded.tokenizer),
                                                  on_batch=progress.update, order=order,
-                                                 keep_on_device=reduction is not None):
+                                                 keep_on_device=reduction is not None,
+                                                 max_batch_tokens=max_batch_tokens):
                 run, k = entries[i]
                 parts = pending[run.number]
                 parts[k] = writer.add(run, act)
@@ -512,7 +571,8 @@ def check_record_params(texts, out_dir, task=None, subject=None, signal="mlp",
                         max_tokens=256, batch_size=8, texts_per_run=1,
                         long_texts="truncate", limit=None, dtype="float32", label_names=None,
                         input_format="auto", sample=None, stratify_by=None, seed=None,
-                        reduce=None, sketch_rows=None, model_dtype=None):
+                        reduce=None, sketch_rows=None, model_dtype=None,
+                        batch_memory=BATCH_MEMORY):
     """The cheap checks of :func:`record`, run before any model is loaded.
 
     Checks the arguments' values, that the input exists, and that ``out_dir``
@@ -540,6 +600,7 @@ def check_record_params(texts, out_dir, task=None, subject=None, signal="mlp",
     check_choice(long_texts, LONG_TEXT_MODES, "long_texts")
     check_positive_int(max_tokens, "max_tokens")
     check_positive_int(batch_size, "batch_size")
+    parse_memory_size(batch_memory, "batch_memory")
     check_positive_int(texts_per_run, "texts_per_run")
     check_selection(limit, sample, stratify_by, seed)
     check_label_names(label_names)
