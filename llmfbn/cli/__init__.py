@@ -19,13 +19,16 @@ from llmfbn.cli._intervene import add_intervention_parsers
 from llmfbn.cli._networks import add_networks_parsers
 from llmfbn.cli._record import add_record_parser
 from llmfbn.cli._report import add_report_parser
+from llmfbn.cluster import TaskFailedError
 
 __all__ = ["build_parser", "main"]
 
 #: Errors that are the user's input, not a bug: one line, exit status 2.
 #: llmfbn.io's errors subclass ValueError (FormatError, FolderKindError,
-#: ResumeMismatchError) or OSError (OutputExistsError, OutputLockedError).
-USER_ERRORS = (ValueError, TypeError, OSError, ModuleNotFoundError, FloatingPointError)
+#: ResumeMismatchError) or OSError (OutputExistsError, OutputLockedError); a task
+#: that failed on a Dask cluster names its run or evaluation (TaskFailedError).
+USER_ERRORS = (ValueError, TypeError, OSError, ModuleNotFoundError, FloatingPointError,
+               TaskFailedError)
 
 
 def build_parser():
