@@ -50,7 +50,8 @@ _API_TO_FLAGS = (("pass overwrite=True", "pass --force"), ("Pass overwrite=True"
                  ("overwrite=True", "--force"),
                  ("allow_other_model=True", "--allow-other-model"),
                  ("another out_csv", "another --out"),
-                 ("'device' must be", "'--device' must be"))
+                 ("'device' must be", "'--device' must be"),
+                 ("'scheduler'", "'--scheduler'"))
 
 
 def error_line(err):

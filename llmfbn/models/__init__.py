@@ -19,6 +19,7 @@ from llmfbn.models._loading import (
     load_model,
     resolve_device,
 )
+from llmfbn.models._workers import model_factory, model_key
 
 __all__ = [
     "ARCHITECTURES",
@@ -35,5 +36,7 @@ __all__ = [
     "describe_builtins",
     "load_model",
     "locate_neurons",
+    "model_factory",
+    "model_key",
     "resolve_device",
 ]
