@@ -104,3 +104,35 @@ def test_a_killed_worker_is_retried_without_loss_or_doubles(session, tmp_path):
                                     list(range(6)), verbose=0)]
     assert sorted(seen) == list(range(6))
     assert (tmp_path / "died-1").exists()
+
+
+def test_a_scheduler_started_from_the_shell(tmp_path):
+    """The README's recipe: `dask scheduler --scheduler-file`, `dask worker`, then connect."""
+    import subprocess
+    import sys
+    import time
+
+    file = tmp_path / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                  "--port", "0", "--no-dashboard", "--scheduler-file",
+                                  str(file)], **quiet)
+    worker = None
+    try:
+        for _ in range(100):
+            if file.exists() and file.stat().st_size:
+                break
+            time.sleep(0.1)
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
+                                   "--scheduler-file", str(file), "--nthreads", "2",
+                                   "--no-dashboard"], **quiet)
+        with connect(str(file), timeout=30) as session:
+            assert (session.n_workers, session.threads_per_worker) == (1, 2)
+            # A builtin: these processes cannot import this test module.
+            assert sorted(r for _, r in run_tasks(session.client, abs, [0, -1, -2],
+                                                  verbose=0)) == [0, 1, 2]
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)

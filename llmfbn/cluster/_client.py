@@ -104,7 +104,8 @@ def connect(scheduler, threads_per_worker=None, timeout=30):
         ``os.cpu_count() // N`` (at least 1), so N workers use the cores one
         process would.
     timeout : float, default 30
-        Seconds to wait for a running scheduler.
+        Seconds to wait for a running scheduler, and then for its first
+        worker.
 
     Yields
     ------
@@ -133,9 +134,11 @@ def connect(scheduler, threads_per_worker=None, timeout=30):
                       f"({type(err).__name__}: {' '.join(str(err).split())}). Start it with "
                       f"`dask scheduler` and its workers with `dask worker ADDRESS`.") from None
     with client:
+        try:  # workers of a batch queue may still be starting
+            client.wait_for_workers(1, timeout=timeout)
+        except (OSError, TimeoutError):
+            raise OSError(f"'scheduler' {scheduler!r} has no workers after {timeout:g} s. Start "
+                          f"some with `dask worker {client.scheduler.address}`.") from None
         workers = client.scheduler_info(n_workers=-1)["workers"]
-        if not workers:
-            raise OSError(f"'scheduler' {scheduler!r} has no workers. Start some with "
-                          f"`dask worker {client.scheduler.address}`.")
         threads = threads_per_worker or min(w["nthreads"] for w in workers.values())
         yield ClusterSession(client, scheduler, len(workers), threads)
