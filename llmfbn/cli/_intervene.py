@@ -58,6 +58,11 @@ def add_intervention_parsers(subparsers):
                             "with the same settings resumes it")
         p.add_argument("--force", action="store_true",
                        help="start the results CSV afresh instead of resuming it")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on a Dask cluster: local:N (N worker processes on this "
+                            "machine) or a running scheduler's address (tcp://host:8786) or "
+                            "scheduler file (.json); workers must see this filesystem "
+                            "(default: this process)")
         p.add_argument("-q", "--quiet", action="store_true")
     evaluate.set_defaults(func=_cmd_intervene)
     intervene.set_defaults(func=_cmd_intervene)
@@ -182,9 +187,23 @@ def _parse_values(text, mode):
                          f"provided.") from None
 
 
+def _check_scheduler(value):
+    """A bad ``--scheduler`` (or no Dask installed) is refused before anything loads."""
+    if value is None:
+        return
+    from llmfbn.cluster import check_scheduler, require_distributed
+
+    check_scheduler(value)
+    require_distributed()
+
+
 def _cmd_intervene(args):
+    from contextlib import nullcontext
+
     import pandas as pd
 
+    from llmfbn._utils import log
+    from llmfbn.cluster import connect
     from llmfbn.intervention import (
         baseline_rows,
         check_network_ids,
@@ -196,6 +215,7 @@ def _cmd_intervene(args):
 
     verbose = 0 if args.quiet else 1
     _check_numbers(args)
+    _check_scheduler(args.scheduler)
     device = resolve_device(args.device)
     check_dtype(args.model_dtype, device)
     evaluations = _parse_evals(args.eval, args)
@@ -213,16 +233,23 @@ def _cmd_intervene(args):
                       args.controls if intervene else None,
                       args.random_state if intervene else None, overwrite=args.force,
                       dtype=args.model_dtype, device=device)
-        model = load_model(args.model, dtype=args.model_dtype, device=device, verbose=verbose)
-        if not intervene:
-            rows = baseline_rows(model, evaluations, out_csv=args.out, overwrite=args.force,
-                                 verbose=verbose)
-        else:
-            rows = intervention_sweep(
-                model, networks, evaluations, network_ids=ids, mode=args.mode, values=values,
-                n_controls=args.controls, random_state=args.random_state, out_csv=args.out,
-                overwrite=args.force, allow_other_model=args.allow_other_model,
-                verbose=verbose)
+        # Connected before the model loads: an unreachable scheduler costs nothing,
+        # and a LocalCluster's workers start while the model loads here.
+        with connect(args.scheduler) if args.scheduler else nullcontext() as session:
+            if session is not None:
+                log(session.describe(), verbose)
+            model = load_model(args.model, dtype=args.model_dtype, device=device,
+                               verbose=verbose)
+            if not intervene:
+                rows = baseline_rows(model, evaluations, out_csv=args.out,
+                                     overwrite=args.force, scheduler=session, verbose=verbose)
+            else:
+                rows = intervention_sweep(
+                    model, networks, evaluations, network_ids=ids, mode=args.mode,
+                    values=values, n_controls=args.controls, random_state=args.random_state,
+                    out_csv=args.out, overwrite=args.force,
+                    allow_other_model=args.allow_other_model, scheduler=session,
+                    verbose=verbose)
     except ResumeMismatchError as err:
         raise _in_flags(err) from None
     shown = [c for c in _SHOWN_COLUMNS if c in rows.columns]

@@ -17,6 +17,12 @@ control-to-control spread (:func:`~llmfbn.intervention.compare_to_controls`,
 Rows are written as each network finishes (atomic rewrite, the CSV locked),
 and a rerun with the same CSV skips what is already there, after checking
 that the CSV's settings file (:mod:`llmfbn.io._results`) agrees with this run.
+
+With ``scheduler`` the units of work (each baseline; each network, value
+and evaluation with its controls) run on a Dask cluster
+(:mod:`llmfbn.intervention._distributed`); the client writes their rows as
+they come, each where one process would have written it, so the CSV, its
+settings and a resume are the same with or without a cluster.
 """
 
 import math
@@ -25,14 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.evaluation._forward import model_device
-from llmfbn.intervention._controls import compare_to_controls, matched_controls
-from llmfbn.intervention._sweep import evaluate_edits
+from llmfbn.intervention._controls import compare_to_controls
+from llmfbn.intervention._distributed import EvaluationUnit, cluster_session, run_units
 from llmfbn.intervention._targets import check_networks_fit
+from llmfbn.intervention._units import control_seed, edited_scores, value_key
 from llmfbn.io import (
     RESULT_COLUMNS,
     OutputLock,
@@ -139,8 +145,10 @@ def make_evaluation(task, path, limit=None, max_tokens=None, batch_size=8,
                 f"'cloze' (context, continuation) instead (--eval {name}=mc:{path} or "
                 f"--eval {name}=cloze:{path}).")
 
+        source = Path(path).resolve()  # read where it runs: a cluster worker too
+
         def run(model, tokenizer):
-            result = perplexity(model, tokenizer, path, max_length=max_length, stride=stride,
+            result = perplexity(model, tokenizer, source, max_length=max_length, stride=stride,
                                 max_tokens=max_tokens)
             return {"perplexity": MetricScore.perplexity(result.window_nll,
                                                          result.window_tokens)}
@@ -172,24 +180,6 @@ def _file_settings(path):
     path = Path(path).resolve()
     digest = folder_sha256(path) if path.is_dir() else file_sha256(path)
     return {"path": str(path), "sha256": digest}
-
-
-def _edit_fn(mode, value):
-    """The function ``inhibit`` / ``amplify`` / ``scale`` apply to the selected neurons."""
-    if mode == "inhibit":
-        return torch.zeros_like
-    value = float(value)
-    if mode == "amplify":
-        return lambda x: x + value
-    return lambda x: x * value
-
-
-def _control_seed(random_state, network):
-    return int(np.random.SeedSequence([random_state, network]).generate_state(1)[0])
-
-
-def _value_key(value):
-    return "" if value is None else f"{float(value):g}"
 
 
 def _where(evaluation):
@@ -311,14 +301,22 @@ def _baseline_row(task, metric, score):
                 n_units=_n_units(score), baseline=value)
 
 
-def _baselines(loaded, evaluations, table, verbose):
-    """``{task: {metric: score}}`` of the unmodified model (CSV rows reused as floats)."""
+def _resumed_baselines(table, evaluations):
+    """``{task: {metric: value}}`` of the baselines the table already holds."""
     rows = table.rows
     baselines = {}
     for evaluation in evaluations:
         existing = rows[(rows.network == "none") & (rows.task == evaluation.task)]
         if len(existing):
             baselines[evaluation.task] = dict(zip(existing.metric, existing.value))
+    return baselines
+
+
+def _baselines(loaded, evaluations, table, verbose):
+    """``{task: {metric: score}}`` of the unmodified model (CSV rows reused as floats)."""
+    baselines = _resumed_baselines(table, evaluations)
+    for evaluation in evaluations:
+        if evaluation.task in baselines:
             continue
         log(f"Baseline {evaluation.task}", verbose)
         scores = evaluation.run(loaded.model, loaded.tokenizer)
@@ -326,6 +324,66 @@ def _baselines(loaded, evaluations, table, verbose):
         table.append(_baseline_row(evaluation.task, metric, score)
                      for metric, score in scores.items())
     return baselines
+
+
+def _check_scheduler(scheduler):
+    """Refuse a bad ``scheduler`` before any work (an open ClusterSession passes)."""
+    from llmfbn.cluster import ClusterSession, check_scheduler
+
+    if scheduler is not None and not isinstance(scheduler, ClusterSession):
+        check_scheduler(scheduler)
+
+
+def _on_cluster(scheduler, loaded, evaluations, table, edits, sizes, desc, verbose):
+    """The missing baselines, then ``edits``, computed on the cluster; rows in one
+    process's order.
+
+    Parameters
+    ----------
+    scheduler : str or ClusterSession
+    loaded : LoadedModel
+    evaluations : list of Evaluation
+    table : ResultsTable
+    edits : list of EvaluationUnit
+        In the order one process computes them.
+    sizes : sequence of int
+        Neurons per network (the ``n_neurons`` column).
+    desc : str
+        The progress bar's label.
+    verbose : int
+
+    Notes
+    -----
+    Each unit's rows go to the table (the CSV rewritten) as soon as they can:
+    at the position one process would have added them (its baselines first,
+    then its edits), so the CSV is the same, and a crash loses only the units
+    in flight. An edit whose baseline is still running waits for it (its
+    ``baseline`` column).
+    """
+    baselines = _resumed_baselines(table, evaluations)
+    units = [EvaluationUnit(e) for e in evaluations if e.task not in baselines] + list(edits)
+    if not units:
+        return
+    waiting = {}  # task -> [(position, unit, scores)]: edits waiting for their baseline
+
+    def add_edit(position, unit, scores):
+        table.append(_summarise_unit(unit, scores, baselines[unit.evaluation.task], sizes),
+                     position=position)
+
+    with cluster_session(scheduler, verbose) as session:
+        for i, scores in run_units(session, loaded, units, desc=desc, verbose=verbose):
+            unit = units[i]
+            task = unit.evaluation.task
+            if unit.network is None:
+                baselines[task] = scores
+                table.append((_baseline_row(task, metric, score)
+                              for metric, score in scores.items()), position=i)
+                for waited in waiting.pop(task, []):
+                    add_edit(*waited)
+            elif task in baselines:
+                add_edit(i, unit, scores)
+            else:
+                waiting.setdefault(task, []).append((i, unit, scores))
 
 
 def summarise_edit(edited, controls, baseline, network, n_neurons, task, mode,
@@ -361,12 +419,13 @@ def summarise_edit(edited, controls, baseline, network, n_neurons, task, mode,
     for metric, score in edited.items():
         comparison = compare_to_controls(score, [c[metric] for c in controls], level=level)
         rows.append(dict(network=str(network), n_neurons=int(n_neurons), task=task,
-                         metric=metric, mode=mode, edit_value=_value_key(edit_value),
+                         metric=metric, mode=mode, edit_value=value_key(edit_value),
                          **comparison.to_dict(), baseline=float(baseline[metric])))
     return rows
 
 
-def baseline_rows(loaded, evaluations, out_csv=None, overwrite=False, verbose=1):
+def baseline_rows(loaded, evaluations, out_csv=None, overwrite=False, scheduler=None,
+                  verbose=1):
     """The ``network = none`` rows: every evaluation on the unmodified model.
 
     Parameters
@@ -379,6 +438,15 @@ def baseline_rows(loaded, evaluations, out_csv=None, overwrite=False, verbose=1)
         (same model; same file and settings for every task it already holds).
     overwrite : bool, default False
         Start afresh, replacing the CSV and its settings file.
+    scheduler : str or ClusterSession, optional
+        Run the evaluations on a Dask cluster (see :mod:`llmfbn.cluster`):
+        ``"local:N"`` (N worker processes on this machine), a running
+        scheduler's address (``"tcp://host:8786"``) or scheduler file
+        (``.json``), or a session from :func:`llmfbn.cluster.connect`. Each
+        worker loads ``loaded``'s model once (same name, dtype and device;
+        its weights hash must match) and must see this filesystem. The rows,
+        the CSV and its settings are those of one process. Default: this
+        process.
     verbose : int, default 1
 
     Returns
@@ -393,16 +461,20 @@ def baseline_rows(loaded, evaluations, out_csv=None, overwrite=False, verbose=1)
     OutputExistsError
         ``out_csv`` has no settings file and ``overwrite`` is False.
     """
+    _check_scheduler(scheduler)
     check_out_csv(out_csv, evaluations, overwrite=overwrite)
     settings = _settings("evaluate", loaded, evaluations)
     with open_results(out_csv, settings, overwrite=overwrite) as table:
-        _baselines(loaded, evaluations, table, verbose)
+        if scheduler is None:
+            _baselines(loaded, evaluations, table, verbose)
+        else:
+            _on_cluster(scheduler, loaded, evaluations, table, [], [], "evaluate", verbose)
     return table.rows
 
 
 def intervention_sweep(loaded, networks, evaluations, network_ids=None, mode="inhibit",
                        values=(None,), n_controls=5, random_state=0, out_csv=None,
-                       overwrite=False, allow_other_model=False, verbose=1):
+                       overwrite=False, allow_other_model=False, scheduler=None, verbose=1):
     """Edit each network and ``n_controls`` matched random sets; measure every evaluation.
 
     Parameters
@@ -433,6 +505,14 @@ def intervention_sweep(loaded, networks, evaluations, network_ids=None, mode="in
     allow_other_model : bool, default False
         Accept networks found on another model with the same grid (e.g. the
         base model of a fine-tuned one).
+    scheduler : str or ClusterSession, optional
+        Run the evaluations on a Dask cluster, as for :func:`baseline_rows`:
+        one task per baseline and per (network, value, evaluation) with its
+        controls. Rows are written as tasks end, each where one process
+        would have put it, so the CSV (and its settings: the same run with
+        or without a cluster, resumed either way) equals one process's. A
+        worker that dies is replaced and its task run again. Default: this
+        process.
     verbose : int, default 1
 
     Returns
@@ -454,39 +534,39 @@ def intervention_sweep(loaded, networks, evaluations, network_ids=None, mode="in
     elif any(v is None for v in values):
         raise ValueError(f"'values' must be numbers for mode={mode!r}. {list(values)} was "
                          f"provided.")
-    values = list({_value_key(v): v for v in values}.values())
+    values = list({value_key(v): v for v in values}.values())
     check_positive_int(n_controls, "n_controls")
     ids = check_network_ids(networks, network_ids)
+    _check_scheduler(scheduler)
     check_out_csv(out_csv, evaluations, networks, n_controls, random_state,
                   overwrite=overwrite)
     check_networks_fit(loaded, networks, allow_other_model=allow_other_model)
     settings = _settings("intervene", loaded, evaluations, networks, n_controls, random_state)
     with open_results(out_csv, settings, overwrite=overwrite) as table:
         done = {(r.network, r.task, r.mode, r.edit_value) for r in table.rows.itertuples()}
+        edits = [EvaluationUnit(e, k, networks.masks[k], tuple(networks.grid.layers), mode, v,
+                                n_controls, control_seed(random_state, k))
+                 for k in ids for v in values for e in evaluations
+                 if (str(k), e.task, mode, value_key(v)) not in done]
+        if scheduler is not None:
+            _on_cluster(scheduler, loaded, evaluations, table, edits, networks.sizes,
+                        f"{mode} sweep", verbose)
+            return table.rows
         baselines = _baselines(loaded, evaluations, table, verbose)
-        todo = [(k, v, e) for k in ids for v in values for e in evaluations
-                if (str(k), e.task, mode, _value_key(v)) not in done]
-        progress = tqdm(total=len(todo) * (1 + n_controls), desc=f"{mode} sweep", unit="eval",
-                        disable=verbose < 1)
+        progress = tqdm(total=sum(unit.weight for unit in edits), desc=f"{mode} sweep",
+                        unit="eval", disable=verbose < 1)
         with progress:
-            for k, value, evaluation in todo:
-                table.append(_edited_rows(loaded, networks, k, mode, value, evaluation,
-                                          n_controls, random_state, baselines, progress))
+            for unit in edits:
+                scores = edited_scores(loaded.model, loaded.tokenizer, unit.evaluation,
+                                       unit.mask, unit.layers, unit.mode, unit.value,
+                                       unit.n_controls, unit.seed)
+                progress.update(unit.weight)
+                table.append(_summarise_unit(unit, scores, baselines[unit.evaluation.task],
+                                             networks.sizes))
     return table.rows
 
 
-def _edited_rows(loaded, networks, k, mode, value, evaluation, n_controls, random_state,
-                 baselines, progress):
-    """Rows of network ``k`` edited and its matched controls, one per metric."""
-    mask = networks.masks[k]
-    controls = matched_controls(mask, n_controls, random_state=_control_seed(random_state, k))
-    layers = networks.grid.layers
-    # The network and its controls share the layers before their first edited one
-    # (same per-layer counts): evaluate_edits computes those once per batch.
-    targets = [{layer: m[slot] for slot, layer in enumerate(layers)} for m in [mask, *controls]]
-    scores = evaluate_edits(loaded.model, loaded.tokenizer, evaluation, targets,
-                            _edit_fn(mode, value))
-    progress.update(len(targets))
-    edited, control_scores = scores[0], scores[1:]
-    return summarise_edit(edited, control_scores, baselines[evaluation.task], k,
-                          networks.sizes[k], evaluation.task, mode, value)
+def _summarise_unit(unit, scores, baseline, sizes):
+    """Rows of an edit unit from its scores (the network's, then its controls')."""
+    return summarise_edit(scores[0], scores[1:], baseline, unit.network, sizes[unit.network],
+                          unit.evaluation.task, unit.mode, unit.value)

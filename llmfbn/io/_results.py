@@ -22,8 +22,10 @@ reported), but never resumed: its rows cannot be recomputed with the new
 columns, and mixing the two is refused.
 """
 
+import bisect
 import hashlib
 import json
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -449,12 +451,25 @@ class ResultsTable:
     def __init__(self, path, rows, manifest, replace):
         self.path = path
         self.rows = rows
+        self._resumed = rows
+        self._blocks = []  # ((position, arrival), rows) added since the table was opened
         self._manifest = manifest
         self._replace = replace
         self._manifest_written = False
 
-    def append(self, records):
+    def append(self, records, position=None):
         """Add rows (dicts with :data:`RESULT_COLUMNS`); rewrite the CSV atomically.
+
+        Parameters
+        ----------
+        records : iterable of dict
+        position : int, optional
+            Where these rows go among those added since the table was opened
+            (the resumed rows stay first): blocks of rows are kept in order
+            of ``position``, ties and None in the order they came, None after
+            every number. Work done out of order (on a cluster) passes the
+            order in which one process would have added them, so the CSV is
+            the same.
 
         Returns
         -------
@@ -464,7 +479,11 @@ class ResultsTable:
         import pandas as pd
 
         new = pd.DataFrame(list(records), columns=RESULT_COLUMNS)
-        rows = new if self.rows.empty else pd.concat([self.rows, new], ignore_index=True)
+        order = (math.inf if position is None else position, len(self._blocks))
+        self._blocks.insert(bisect.bisect([o for o, _ in self._blocks], order), (order, new))
+        frames = [] if self._resumed.empty else [self._resumed]
+        frames += [block for _, block in self._blocks]
+        rows = frames[0].copy() if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         for column in _NUMERIC_COLUMNS:
             rows[column] = pd.to_numeric(rows[column])
         self.rows = rows
