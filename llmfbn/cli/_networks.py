@@ -27,7 +27,7 @@ def add_networks_parsers(subparsers):
     p.add_argument("--n-jobs", type=int, default=None,
                    help=f"processes for reading runs and ICA restarts (default: every core "
                         f"this process may use, {available_cores()} here; -1 all, -2 all "
-                        f"but one)")
+                        f"but one; with --scheduler, every worker of the cluster instead)")
     p.add_argument("--group-pca", default="auto", choices=("auto", "nilearn", "migp"),
                    help="CanICA's group PCA: nilearn's in-RAM stack of every run, or 'migp', "
                         "a streaming group PCA (MELODIC's MIGP) whose memory does not grow "
@@ -36,6 +36,10 @@ def add_networks_parsers(subparsers):
     p.add_argument("--memory-budget", metavar="SIZE",
                    help="memory 'auto' allows nilearn's stack, e.g. 8GB, 500MB, 2GiB "
                         "(default: half the memory available at start)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster: local:N (N worker processes on this machine) or "
+                        "a running scheduler's address (tcp://host:8786) or scheduler file "
+                        "(.json); workers must see this filesystem (default: this process)")
     p.add_argument("--n-top-tokens", type=int, default=10)
     p.add_argument("--force", action="store_true",
                    help="replace an existing networks folder (never a folder of another kind)")
@@ -59,6 +63,7 @@ def add_networks_parsers(subparsers):
 
 
 def _cmd_networks(args):
+    from llmfbn.cluster import check_scheduler, require_distributed
     from llmfbn.io import check_output_folder
     from llmfbn.networks import NetworkDecomposition, parse_memory_size, top_tokens
 
@@ -76,6 +81,13 @@ def _cmd_networks(args):
     if args.group_pca == "migp" and args.method != "canica":
         raise ValueError(f"'--group-pca migp' needs '--method canica'. '--method "
                          f"{args.method}' was provided.")
+    if args.scheduler is not None:
+        check_scheduler(args.scheduler)
+        if args.method == "temporal_ica":
+            raise ValueError("'--scheduler' needs '--method canica' or 'dictlearning' "
+                             "(temporal_ica is one FastICA in this process). '--method "
+                             "temporal_ica' was provided.")
+        require_distributed()
     check_recording_folder(args.in_dir)
     check_output_folder(args.out, "networks", overwrite=args.force)
     verbose = 0 if args.quiet else 1
@@ -83,7 +95,7 @@ def _cmd_networks(args):
         method=args.method, n_components=args.n_components, threshold=args.threshold,
         threshold_mode="two_sided" if args.two_sided else "positive", top_k=args.top_k,
         task=args.task, group_pca=args.group_pca, memory_budget=budget,
-        random_state=args.random_state, n_jobs=n_jobs, verbose=verbose)
+        scheduler=args.scheduler, random_state=args.random_state, n_jobs=n_jobs, verbose=verbose)
     est.fit(args.in_dir)
     if est.reduced_:
         print("llmfbn: note: top tokens skipped: the runs are reduced (record --reduce) and "

@@ -7,13 +7,17 @@ the reference paper's orientation, temporal FastICA on the token x neuron
 matrix with the mixing columns as maps.
 """
 
+import functools
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from llmfbn._utils import check_choice, check_positive_int, log
+from llmfbn.cluster import check_scheduler, connect, require_distributed
 from llmfbn.io import check_token_runs, find_runs, run_reduction, write_networks_folder
 from llmfbn.networks._group_pca import (
     MIGP,
@@ -22,9 +26,12 @@ from llmfbn.networks._group_pca import (
     fit_group_estimator,
     nilearn_peak_bytes,
     parse_memory_size,
+    reduce_token_run,
     reduce_token_runs,
+    reduced_run_rows,
 )
 from llmfbn.networks._networks import DEFAULT_THRESHOLD, FunctionalNetworks, zscore_maps
+from llmfbn.networks._ordered import map_in_order
 
 __all__ = ["NetworkDecomposition", "find_recording_images", "split_half_reproducibility"]
 
@@ -98,10 +105,25 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
     migp_rows : int, optional
         Rows of the MIGP running matrix after each reduction; default
         ``4 * n_components``.
+    scheduler : str, optional
+        Fit on a Dask cluster (see :func:`llmfbn.cluster.connect`):
+        ``"local:N"`` (N worker processes on this machine), a running
+        scheduler's address (``"tcp://host:8786"``) or a scheduler file
+        (``.json``); workers must see the runs' filesystem (they get paths,
+        never the runs' data). nilearn's parallel steps (each run's
+        reduction, CanICA's ICA restarts, DictLearning's sparse coding) run
+        there through joblib's ``"dask"`` backend, on every worker thread
+        (``n_jobs`` is not used); with ``group_pca="migp"`` each run's
+        reduction is a task and the running matrix merges the results in
+        run order on this process, a bounded number of runs in flight. The
+        components equal a fit without ``scheduler`` at the same
+        ``random_state``. Default: this process. CanICA and DictLearning
+        only (temporal_ica is one FastICA in this process).
     random_state : int or None, default None
     memory : str or joblib.Memory, optional
         Cache of nilearn's intermediate steps.
     n_jobs : int, default 1
+        Processes for nilearn's parallel steps (without ``scheduler``).
     verbose : int, default 0
 
     Attributes
@@ -134,7 +156,7 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
 
     def __init__(self, method="canica", n_components=20, threshold=DEFAULT_THRESHOLD,
                  threshold_mode="positive", top_k=None, alpha=10, n_init=10, task=None,
-                 group_pca="auto", memory_budget=None, migp_rows=None,
+                 group_pca="auto", memory_budget=None, migp_rows=None, scheduler=None,
                  random_state=None, memory=None, n_jobs=1, verbose=0):
         self.method = method
         self.n_components = n_components
@@ -147,6 +169,7 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         self.group_pca = group_pca
         self.memory_budget = memory_budget
         self.migp_rows = migp_rows
+        self.scheduler = scheduler
         self.random_state = random_state
         self.memory = memory
         self.n_jobs = n_jobs
@@ -195,6 +218,13 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         if not np.isfinite(self.threshold):
             raise ValueError(f"'threshold' must be a finite number. {self.threshold!r} was "
                              f"provided.")
+        if self.scheduler is not None:
+            check_scheduler(self.scheduler)
+            if self.method == "temporal_ica":
+                raise ValueError("'scheduler' needs method='canica' or 'dictlearning' "
+                                 "(temporal_ica is one FastICA in this process). "
+                                 "method='temporal_ica' was provided.")
+            require_distributed()
         paths, self.grid_ = find_recording_images(imgs, task=self.task)
         self.mask_img_ = self.grid_.mask_img()
         self.n_timepoints_ = self._count_timepoints(paths)
@@ -218,12 +248,13 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
                     f"most its token count. Consider --texts-per-run.", stacklevel=2)
             self.group_pca_ = self._choose_group_pca(budget)
             self.estimator_ = self.make_nilearn_estimator()
-            if self.group_pca_ == "migp":
-                self._fit_migp(paths)
-            elif self.reduced_:
-                self._fit_reduced_stack(paths)
-            else:
-                self.estimator_.fit([str(p) for p in paths])
+            with self._on_cluster() as client:
+                if self.group_pca_ == "migp":
+                    self._fit_migp(paths, client)
+                elif self.reduced_:
+                    self._fit_reduced_stack(paths, client)
+                else:
+                    self.estimator_.fit([str(p) for p in paths])
             components = self.estimator_.components_.reshape(len(self.estimator_.components_), -1)
             components = self.grid_.masked_to_neurons(components)
         self.components_ = components.astype(np.float32)
@@ -268,32 +299,77 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
                     f"to n_components); lower 'n_components' or record with a larger reduce.")
         return True
 
-    def _reduced_rows(self, paths):
-        """Each reduced run's first min(K, n_components) rows, (rows, n_features) float32.
+    @contextmanager
+    def _on_cluster(self):
+        """Yield None, or a client whose cluster runs every joblib call inside the block."""
+        if self.scheduler is None:
+            yield None
+            return
+        from joblib import parallel_config
 
-        A reduced run's volumes are nilearn's per-run rows already (its top
-        principal components times their singular values, in order); nilearn
-        keeps n_components of them per run.
+        with connect(self.scheduler) as session, parallel_config(backend="dask"):
+            log(session.describe(), self.verbose)
+            yield session.client
+
+    def _reduced_rows(self, paths):
+        """Each reduced run's first ``n_components`` rows, in run order, in this process.
+
+        See :func:`reduced_run_rows`.
         """
+        return map(self._reduced_task(), [str(p) for p in paths])
+
+    def _reduced_task(self):
         from nilearn.maskers import NiftiMasker
 
         masker = NiftiMasker(mask_img=self.mask_img_, standardize=None, detrend=False).fit()
-        for path in paths:
-            yield masker.transform(str(path))[:self.n_components].astype(np.float32)
+        return functools.partial(reduced_run_rows, masker, self.n_components)
 
-    def _fit_reduced_stack(self, paths):
+    def _run_blocks(self, paths, client=None):
+        """Each run's group rows, in run order: (min(n_components, n_tokens), n_features).
+
+        Token runs: nilearn's per-run reduction with the masker nilearn's fit
+        would build (:func:`reduce_token_run`); reduced runs: their first
+        ``n_components`` volumes (:func:`reduced_run_rows`). With ``client``,
+        one task per run on the cluster, a bounded number in flight
+        (:func:`map_in_order`), one progress bar; else ``n_jobs`` local
+        processes (token runs) or this process (reduced runs).
+        """
+        from nilearn.maskers.masker_validation import check_embedded_masker
+
+        imgs = [str(p) for p in paths]
+        if self.reduced_:
+            if client is None:
+                return self._reduced_rows(paths)
+            task = self._reduced_task()
+        else:
+            # the masker nilearn's CanICA.fit would build: each run cleaned the same way
+            masker = check_embedded_masker(self.estimator_, masker_type="multi_nii").fit()
+            if client is None:
+                return reduce_token_runs(masker, imgs, self.n_components,
+                                         random_state=self.random_state, n_jobs=self.n_jobs)
+            task = functools.partial(reduce_token_run, masker, self.n_components,
+                                     self.random_state)
+        return map_in_order(client, task, imgs, describe=lambda img: f"run {Path(img).name}",
+                            desc="runs", unit="run", verbose=self.verbose)
+
+    def _fit_reduced_stack(self, paths, client=None):
         """nilearn's group step on the in-RAM stack of reduced runs."""
         rows = self._group_rows()
         data = np.empty((int(rows.sum()), self.grid_.n_neurons), order="F", dtype=np.float32)
         ends = np.cumsum(rows)
-        for end, n, block in zip(ends, rows, self._reduced_rows(paths)):
+        for end, n, block in zip(ends, rows, self._run_blocks(paths, client)):
             data[end - n:end] = block
         fit_group_estimator(self.estimator_, data, self.mask_img_)
 
     def _choose_group_pca(self, budget):
         rows = self._group_rows()
-        n_jobs = _effective_jobs(self.n_jobs)
         read_tokens = 0 if self.reduced_ else max(self._run_lengths)  # reduced: rows as is
+        if self.scheduler is None:
+            n_jobs = _effective_jobs(self.n_jobs)
+        else:  # runs are read by the workers: local:N here, a remote cluster elsewhere
+            kind, n_jobs = check_scheduler(self.scheduler)
+            if kind != "local":
+                read_tokens = n_jobs = 0
         self.group_pca_bytes_ = nilearn_peak_bytes(int(rows.sum()), self.grid_.n_neurons,
                                                    read_tokens, n_jobs)
         over = budget is not None and self.group_pca_bytes_ > budget
@@ -314,20 +390,15 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
             f"{'unknown' if budget is None else f'{budget / 1e6:.0f} MB'})", self.verbose)
         return choice
 
-    def _fit_migp(self, paths):
-        """CanICA with its group PCA streamed (MIGP), then nilearn's own ``_raw_fit``."""
-        from nilearn.maskers.masker_validation import check_embedded_masker
+    def _fit_migp(self, paths, client=None):
+        """CanICA with its group PCA streamed (MIGP), then nilearn's own ``_raw_fit``.
 
+        The running matrix takes the runs' rows in run order (on a cluster
+        too), so the result does not depend on where the runs were reduced.
+        """
         n_rows = self.migp_rows or MIGP_ROWS_PER_COMPONENT * self.n_components
         acc = MIGP(self.grid_.n_neurons, n_rows, do_cca=True)
-        if self.reduced_:
-            blocks = self._reduced_rows(paths)
-        else:
-            # the masker nilearn's CanICA.fit would build: each run cleaned the same way
-            masker = check_embedded_masker(self.estimator_, masker_type="multi_nii").fit()
-            blocks = reduce_token_runs(masker, [str(p) for p in paths], self.n_components,
-                                       random_state=self.random_state, n_jobs=self.n_jobs)
-        for rows in blocks:
+        for rows in self._run_blocks(paths, client):
             acc.add(rows)
         log(f"MIGP: {acc.n_rows_seen_} run rows in {acc.n_rows_held_} group rows "
             f"({acc.n_reductions_} reductions, at most {acc.capacity_} rows held)",

@@ -37,7 +37,9 @@ __all__ = [
     "migp_peak_bytes",
     "nilearn_peak_bytes",
     "parse_memory_size",
+    "reduce_token_run",
     "reduce_token_runs",
+    "reduced_run_rows",
 ]
 
 #: Peak bytes of nilearn's group step per byte of its float32 stack (measured 2.0-2.1x).
@@ -238,24 +240,62 @@ class MIGP:
         return out
 
 
-def reduce_token_runs(masker, imgs, n_components, random_state=None, n_jobs=1):
-    """Each token run reduced exactly as nilearn's decomposition does, one run at a time.
+def reduce_token_run(masker, n_components, random_state, img):
+    """One token run reduced exactly as nilearn's decomposition does.
 
-    Calls nilearn's own per-run step (``_mask_and_reduce_single``: mask,
-    clean with ``masker``'s settings, keep ``(U * S).T`` of the run's top
-    ``min(n_components, n_tokens)`` singular vectors), ``n_jobs`` runs at once,
-    yielding in run order so that at most a few runs per job are in memory.
+    nilearn's own per-run step (``_mask_and_reduce_single``): mask, clean
+    with ``masker``'s settings, keep ``(U * S).T`` of the run's top
+    ``min(n_components, n_tokens)`` singular vectors. Picklable with its
+    first arguments bound (``functools.partial``), for a cluster worker.
+
+    Parameters
+    ----------
+    masker : nilearn MultiNiftiMasker, fitted
+    n_components : int
+    random_state : int or None
+    img : str
+        The run's ``_bold`` image.
+
+    Returns
+    -------
+    array (min(n_components, n_tokens), n_features)
+    """
+    from nilearn.decomposition._base import _mask_and_reduce_single
+
+    return _mask_and_reduce_single(masker, img, None, n_samples=n_components,
+                                   random_state=random_state)
+
+
+def reduce_token_runs(masker, imgs, n_components, random_state=None, n_jobs=1):
+    """Each token run reduced by :func:`reduce_token_run`, ``n_jobs`` runs at once.
+
+    Yields in run order, so that at most a few runs per job are in memory.
 
     Yields
     ------
     array (min(n_components, n_tokens), n_features)
     """
     from joblib import Parallel, delayed
-    from nilearn.decomposition._base import _mask_and_reduce_single
 
-    jobs = (delayed(_mask_and_reduce_single)(masker, img, None, n_samples=n_components,
-                                             random_state=random_state) for img in imgs)
+    jobs = (delayed(reduce_token_run)(masker, n_components, random_state, img) for img in imgs)
     yield from Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+
+
+def reduced_run_rows(masker, n_components, img):
+    """A reduced run's first ``n_components`` rows, (rows, n_features) float32.
+
+    A reduced run's volumes (``llmfbn record --reduce K``) are nilearn's
+    per-run rows already (its top principal components times their singular
+    values, in order); nilearn keeps ``n_components`` of them per run.
+
+    Parameters
+    ----------
+    masker : nilearn NiftiMasker, fitted, no cleaning
+    n_components : int
+    img : str
+        The run's ``_bold`` image.
+    """
+    return masker.transform(img)[:n_components].astype(np.float32)
 
 
 def fit_group_estimator(estimator, data, mask_img):
