@@ -69,6 +69,11 @@ def test_resource_is_built_once_per_worker(session):
     pids = {pid for pid, _ in builds}
     assert len(builds) == len(pids) <= 2  # one build per worker process
     assert os.getpid() not in pids
+    # Registered again (a second call in the same session): the workers keep what they built.
+    register_resource(session.client, "test-resource", _make_resource)
+    again = {(pid, built) for _, (_, pid, built) in
+             run_tasks(session.client, _resource_task, list(range(12)), verbose=0)}
+    assert again <= builds
 
 
 def test_use_resource_outside_a_worker_is_refused():

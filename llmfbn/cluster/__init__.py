@@ -37,7 +37,9 @@ def register_resource(client, key, factory):
     """Install ``factory``'s resource under ``key`` on every worker of ``client``.
 
     Built once per worker, on first use by a task (:func:`use_resource`);
-    workers that join later, a restarted one included, get it too.
+    workers that join later, a restarted one included, get it too. The same
+    key and factory registered again change nothing, so a model stays
+    loaded across calls that share a client.
 
     Parameters
     ----------

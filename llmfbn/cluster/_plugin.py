@@ -1,5 +1,8 @@
 """The worker plugin behind :func:`register_resource` (imports ``distributed``)."""
 
+import hashlib
+
+import cloudpickle
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from llmfbn.cluster._workers import add_slot, drop_slot
@@ -18,12 +21,14 @@ class WorkerResource(WorkerPlugin):
         Picklable, no arguments (``functools.partial(load_model, name, ...)``).
     """
 
-    idempotent = False
+    #: Registering the same key and factory again keeps the workers' built resource.
+    idempotent = True
 
     def __init__(self, key, factory):
         self.key = key
         self.factory = factory
-        self.name = f"llmfbn-resource-{key}"
+        digest = hashlib.sha256(cloudpickle.dumps(factory)).hexdigest()[:16]
+        self.name = f"llmfbn-resource-{key}-{digest}"
 
     def setup(self, worker):
         add_slot(self.key, self.factory)
@@ -35,7 +40,10 @@ class WorkerResource(WorkerPlugin):
 def register_resource(client, key, factory):
     """Install ``factory``'s resource under ``key`` on every worker of ``client``.
 
-    Workers that join later (a restarted one included) get it too.
+    Workers that join later (a restarted one included) get it too. The same
+    key and factory registered again change nothing (a model stays loaded
+    across calls that share a client); another factory under the same key
+    replaces the resource.
     """
     plugin = WorkerResource(key, factory)
     client.register_plugin(plugin, name=plugin.name)
