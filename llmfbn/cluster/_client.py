@@ -117,8 +117,10 @@ def connect(scheduler, threads_per_worker=None, timeout=30):
         threads = threads_per_worker or max((os.cpu_count() or 1) // value, 1)
         # One task at a time per worker process: a worker holds one model, whose hooks
         # are not thread-safe; its cores go to torch/BLAS (ClusterSession.threads_per_worker).
+        # dashboard_address=None still tries port 8787 (and warns when it is taken); ":0"
+        # puts the dashboard, if bokeh is installed, on a free port.
         cluster = distributed.LocalCluster(
-            n_workers=value, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=value, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR)
         try:
             with distributed.Client(cluster) as client:
