@@ -77,6 +77,10 @@ def add_record_parser(subparsers):
                                     "(default: the loader's)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a model folder's own Python code (off by default)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster: local:N (N worker processes on this machine) or "
+                        "a running scheduler's address (tcp://host:8786) or scheduler file "
+                        "(.json); workers must see this filesystem (default: this process)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_record)
 
@@ -135,7 +139,8 @@ def _cmd_record(args):
                             label_names=label_names, input_format=args.input_format,
                             sample=args.sample, stratify_by=args.stratify_by, seed=args.seed,
                             reduce=args.reduce, sketch_rows=args.sketch_rows,
-                            model_dtype=args.model_dtype, batch_memory=args.batch_memory)
+                            model_dtype=args.model_dtype, batch_memory=args.batch_memory,
+                            scheduler=args.scheduler)
         # The texts are read and sampled before the model loads: their errors come first.
         textset = select_texts(
             read_texts(args.input, text_column=text_column, label_column=args.label_column,
@@ -145,15 +150,22 @@ def _cmd_record(args):
         raise _in_flags(err) from err
     device = {} if args.device is None else {"device": args.device}
     try:
-        model = load_model(args.model, dtype=args.model_dtype,
-                           trust_remote_code=args.trust_remote_code, verbose=verbose, **device)
+        if args.scheduler is None:
+            model = load_model(args.model, dtype=args.model_dtype,
+                               trust_remote_code=args.trust_remote_code, verbose=verbose,
+                               **device)
+            options = {}
+        else:  # the workers load it; this process reads only its tokenizer, from one of them
+            model = args.model
+            options = {"scheduler": args.scheduler, "model_dtype": args.model_dtype,
+                       "trust_remote_code": args.trust_remote_code, **device}
         recording = record(
             model, textset, args.out, task=args.task, subject=args.subject,
             signal=args.signal, layers=args.layers, max_tokens=args.max_tokens,
             batch_size=args.batch_size, texts_per_run=args.texts_per_run,
             long_texts=args.long_texts, dtype=args.dtype, compress=args.compress,
             reduce=args.reduce, sketch_rows=args.sketch_rows,
-            batch_memory=args.batch_memory, verbose=verbose,
+            batch_memory=args.batch_memory, verbose=verbose, **options,
         )
     except (ValueError, TypeError) as err:
         raise _in_flags(err) from err
