@@ -59,7 +59,7 @@ from llmfbn.io._glm import (
 from llmfbn.io._grid import GRID_FILE, read_grid, write_grid
 from llmfbn.io._hashing import file_sha256, folder_sha256
 from llmfbn.io._json import check_format_version, jsonable, read_json
-from llmfbn.io._lock import OutputLock
+from llmfbn.io._lock import OutputLock, lock_path
 from llmfbn.io._networks import NetworksFolder, read_networks_folder, write_networks_folder
 from llmfbn.io._recording import (
     RecordingLayout,
@@ -134,6 +134,7 @@ __all__ = [
     "is_consistency_file",
     "is_results_file",
     "jsonable",
+    "lock_path",
     "map_file_names",
     "open_folder",
     "open_results",

@@ -28,8 +28,7 @@ from pathlib import Path
 
 from llmfbn._utils import log
 from llmfbn.cluster import TaskFailedError, connect, register_resource, run_tasks, use_resource
-from llmfbn.io import RecordingLayout, remove_stale_temporaries
-from llmfbn.io._lock import lock_path
+from llmfbn.io import RecordingLayout, lock_path, remove_stale_temporaries
 from llmfbn.models import model_factory, model_key
 from llmfbn.recording._capture import ActivationRecorder
 from llmfbn.recording._record import model_info
