@@ -140,7 +140,8 @@ def _complete(frame):
     if "ci_method" not in frame.columns:
         edited = frame["network"].astype(str) != "none"
         frame["ci_method"] = edited.map({True: _V1_METHOD, False: ""})
-    frame["ci_method"] = frame["ci_method"].fillna("").astype(str)
+    # astype(object) first: an all-empty column reads as float64, which refuses a "" fill.
+    frame["ci_method"] = frame["ci_method"].astype(object).fillna("").astype(str)
     for column, fill in _V1_FILL.items():
         if column not in frame.columns:
             frame[column] = fill
