@@ -1,5 +1,5 @@
 """Command line: ``llmfbn record | networks | consistency | glm | evaluate | intervene |
-report | models | demo``.
+prune | report | models | demo``.
 
 One module per group of commands. Bad input ends with one line
 ``llmfbn: error: ...`` and exit status 2, never a traceback. Importing this
@@ -17,6 +17,7 @@ from llmfbn.cli._glm import add_glm_parser
 from llmfbn.cli._info import add_info_parsers
 from llmfbn.cli._intervene import add_intervention_parsers
 from llmfbn.cli._networks import add_networks_parsers
+from llmfbn.cli._prune import add_prune_parser
 from llmfbn.cli._record import add_record_parser
 from llmfbn.cli._report import add_report_parser
 from llmfbn.cluster import TaskFailedError
@@ -40,6 +41,7 @@ def build_parser():
     add_networks_parsers(subparsers)
     add_glm_parser(subparsers)
     add_intervention_parsers(subparsers)
+    add_prune_parser(subparsers)
     add_report_parser(subparsers)
     add_info_parsers(subparsers)
     return parser

@@ -14,6 +14,7 @@ objects to these functions and never parses a file name or a file itself.
 - :mod:`~llmfbn.io._networks`, :mod:`~llmfbn.io._glm`: networks and GLM folders.
 - :mod:`~llmfbn.io._consistency`: the consistency document.
 - :mod:`~llmfbn.io._results`: the results CSV and its settings manifest.
+- :mod:`~llmfbn.io._pruning`: pruned model folders and their ``pruning.json``.
 """
 
 from llmfbn.io._atomic import (
@@ -61,6 +62,14 @@ from llmfbn.io._hashing import file_sha256, folder_sha256
 from llmfbn.io._json import check_format_version, jsonable, read_json
 from llmfbn.io._lock import OutputLock, lock_path
 from llmfbn.io._networks import NetworksFolder, read_networks_folder, write_networks_folder
+from llmfbn.io._pruning import (
+    PRUNING_FILE,
+    check_pruned_output,
+    is_pruned_folder,
+    read_pruning,
+    replace_pruned_folder,
+    write_pruning,
+)
 from llmfbn.io._recording import (
     RecordingLayout,
     bids_label,
@@ -113,6 +122,7 @@ __all__ = [
     "FormatError",
     "GLMFolder",
     "NetworksFolder",
+    "PRUNING_FILE",
     "OutputExistsError",
     "OutputLock",
     "OutputLockedError",
@@ -125,6 +135,7 @@ __all__ = [
     "check_format_version",
     "check_output_file",
     "check_output_folder",
+    "check_pruned_output",
     "check_results_output",
     "contrast_file_names",
     "describe_differences",
@@ -132,6 +143,7 @@ __all__ = [
     "folder_kind",
     "folder_sha256",
     "is_consistency_file",
+    "is_pruned_folder",
     "is_results_file",
     "jsonable",
     "lock_path",
@@ -143,12 +155,14 @@ __all__ = [
     "read_grid",
     "read_json",
     "read_networks_folder",
+    "read_pruning",
     "read_results",
     "read_settings",
     "recover_interrupted",
     "remove_stale_temporaries",
     "replace_file",
     "replace_folder",
+    "replace_pruned_folder",
     "settings_differences",
     "settings_path",
     "write_atomic",
@@ -157,4 +171,5 @@ __all__ = [
     "write_grid",
     "write_json",
     "write_networks_folder",
+    "write_pruning",
 ]

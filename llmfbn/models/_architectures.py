@@ -5,6 +5,10 @@ transformer layers (dotted path from the top model) and, inside one layer, the
 MLP's *down projection*: the linear map whose input is the neuron vector
 ``act(gate(x)) * up(x)`` (gated MLPs) or ``act(fc_in(x))`` (plain MLPs).
 Zeroing a unit of that input removes exactly that neuron's contribution.
+Each entry also names the *input projections* whose output rows are those
+neurons (gate and up, or fc_in), so that a neuron can be removed physically
+(:mod:`llmfbn.pruning`). A pruned model may keep a different number of neurons
+in each layer: :attr:`NeuronLocation.layer_widths`.
 """
 
 from dataclasses import dataclass
@@ -26,9 +30,12 @@ class Family:
     layers: tuple  # candidate dotted paths of the layer ModuleList
     down_proj: str  # dotted path of the down projection inside one layer
     gated: bool
+    in_projs: tuple = ()  # dotted paths (in one layer) of the projections making the neurons
+    in_blocks: int = 1  # neuron blocks stacked in each input projection (Phi-3: gate | up)
 
 
-_LLAMA_LIKE = Family(("model.layers",), "mlp.down_proj", gated=True)
+_LLAMA_LIKE = Family(("model.layers",), "mlp.down_proj", gated=True,
+                     in_projs=("mlp.gate_proj", "mlp.up_proj"))
 
 #: model_type -> Family
 ARCHITECTURES = {
@@ -39,20 +46,26 @@ ARCHITECTURES = {
     "qwen3": _LLAMA_LIKE,
     "gemma": _LLAMA_LIKE,
     "gemma2": _LLAMA_LIKE,
-    "phi3": _LLAMA_LIKE,
+    "phi3": Family(("model.layers",), "mlp.down_proj", gated=True,
+                   in_projs=("mlp.gate_up_proj",), in_blocks=2),
     "olmo": _LLAMA_LIKE,
     "olmo2": _LLAMA_LIKE,
     # plain MLPs: fc_out(act(fc_in(x)))
-    "gpt2": Family(("transformer.h",), "mlp.c_proj", gated=False),
-    "gptj": Family(("transformer.h",), "mlp.fc_out", gated=False),
-    "gpt_neox": Family(("gpt_neox.layers",), "mlp.dense_4h_to_h", gated=False),
-    "opt": Family(("model.decoder.layers",), "fc2", gated=False),
-    "falcon": Family(("transformer.h",), "mlp.dense_4h_to_h", gated=False),
-    "bloom": Family(("transformer.h",), "mlp.dense_4h_to_h", gated=False),
-    "phi": Family(("model.layers",), "mlp.fc2", gated=False),
+    "gpt2": Family(("transformer.h",), "mlp.c_proj", gated=False, in_projs=("mlp.c_fc",)),
+    "gptj": Family(("transformer.h",), "mlp.fc_out", gated=False, in_projs=("mlp.fc_in",)),
+    "gpt_neox": Family(("gpt_neox.layers",), "mlp.dense_4h_to_h", gated=False,
+                       in_projs=("mlp.dense_h_to_4h",)),
+    "opt": Family(("model.decoder.layers",), "fc2", gated=False, in_projs=("fc1",)),
+    "falcon": Family(("transformer.h",), "mlp.dense_4h_to_h", gated=False,
+                     in_projs=("mlp.dense_h_to_4h",)),
+    "bloom": Family(("transformer.h",), "mlp.dense_4h_to_h", gated=False,
+                    in_projs=("mlp.dense_h_to_4h",)),
+    "phi": Family(("model.layers",), "mlp.fc2", gated=False, in_projs=("mlp.fc1",)),
     # encoders
-    "bert": Family(("bert.encoder.layer",), "output.dense", gated=False),
-    "roberta": Family(("roberta.encoder.layer",), "output.dense", gated=False),
+    "bert": Family(("bert.encoder.layer",), "output.dense", gated=False,
+                   in_projs=("intermediate.dense",)),
+    "roberta": Family(("roberta.encoder.layer",), "output.dense", gated=False,
+                      in_projs=("intermediate.dense",)),
 }
 
 
@@ -69,8 +82,15 @@ class NeuronLocation:
         Dotted path of each transformer layer.
     down_proj_paths : list of str
         Dotted path of each layer's MLP down projection.
-    n_units : int
-        MLP neurons per layer (input width of the down projection).
+    in_proj_paths : list of tuple of str
+        Per layer, the dotted paths of the projections whose output rows are
+        the neurons (gate and up, or fc_in).
+    in_blocks : int
+        Neuron blocks stacked in each input projection (2 for Phi-3's fused
+        ``gate_up_proj``, else 1).
+    layer_widths : tuple of int
+        MLP neurons of each layer (input width of its down projection); equal
+        unless the model was pruned.
     hidden_size : int
         Output width of the down projection (= residual width).
     gated : bool
@@ -80,13 +100,40 @@ class NeuronLocation:
     layers_path: str
     layer_paths: list
     down_proj_paths: list
-    n_units: int
+    in_proj_paths: list
+    in_blocks: int
+    layer_widths: tuple
     hidden_size: int
     gated: bool
 
     @property
     def n_layers(self):
         return len(self.layer_paths)
+
+    @property
+    def uniform(self):
+        """Whether every layer has the same number of MLP neurons."""
+        return len(set(self.layer_widths)) <= 1
+
+    @property
+    def n_units(self):
+        """MLP neurons per layer, the one width of a neuron grid.
+
+        Raises
+        ------
+        ValueError
+            When the layers have unequal widths (a pruned model): a grid
+            with per-layer widths is not supported yet.
+        """
+        if not self.uniform:
+            widths = list(self.layer_widths)
+            shown = ", ".join(map(str, widths[:8])) + (", ..." if len(widths) > 8 else "")
+            raise ValueError(
+                f"This {self.model_type} model's MLP layers have unequal widths ({shown} "
+                f"neurons per layer: a pruned model); a neuron grid needs one width for "
+                f"every layer, so the 'mlp' signal, networks and neuron edits do not run on "
+                f"it yet (the 'mlp_out' and 'residual' signals and evaluations do).")
+        return self.layer_widths[0]
 
     def hook_path(self, signal, layer):
         """Module whose hook yields ``signal`` at ``layer``; and hook kind."""
@@ -174,21 +221,27 @@ def locate_neurons(model):
         )
     layer_paths = [f"{layers_path}.{i}" for i in range(len(layers))]
     down_paths = [f"{p}.{family.down_proj}" for p in layer_paths]
-    try:
-        down = model.get_submodule(down_paths[0])
-    except AttributeError as err:
-        raise ValueError(
-            f"Layer {layer_paths[0]} of this {model_type} model has no "
-            f"'{family.down_proj}'; its modules are "
-            f"{[n for n, _ in layers[0].named_modules() if n]}."
-        ) from err
-    n_units, hidden = _linear_dims(down)
+    in_paths, widths = [], []
+    for path, layer in zip(layer_paths, layers):
+        for name in (family.down_proj, *family.in_projs):
+            try:
+                layer.get_submodule(name)
+            except AttributeError as err:
+                raise ValueError(
+                    f"Layer {path} of this {model_type} model has no '{name}'; its modules "
+                    f"are {[n for n, _ in layer.named_modules() if n]}."
+                ) from err
+        n_units, hidden = _linear_dims(layer.get_submodule(family.down_proj))
+        widths.append(int(n_units))
+        in_paths.append(tuple(f"{path}.{name}" for name in family.in_projs))
     return NeuronLocation(
         model_type=model_type,
         layers_path=layers_path,
         layer_paths=layer_paths,
         down_proj_paths=down_paths,
-        n_units=int(n_units),
+        in_proj_paths=in_paths,
+        in_blocks=family.in_blocks,
+        layer_widths=tuple(widths),
         hidden_size=int(hidden),
         gated=family.gated,
     )

@@ -2,7 +2,10 @@
 
 Sources, tried in this order: a built-in name (``smollm2-135m``), a local
 Hugging Face model folder, a local ``.gguf`` file, and a hub id that is
-already in the local Hugging Face cache. Nothing is ever downloaded.
+already in the local Hugging Face cache. Nothing is ever downloaded. A
+pruned folder (``llmfbn prune``: a model folder with a ``pruning.json``) is
+built from its config, each layer's MLP narrowed to its width, then its
+weights loaded strictly.
 
 GGUF weights are de-quantised once (about 20 s for SmolLM2) and cached as
 safetensors in :func:`cache_dir`, keyed by the GGUF file's SHA-256, so later
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmfbn._utils import log
-from llmfbn.io import write_atomic
+from llmfbn.io import FormatError, is_pruned_folder, read_pruning, write_atomic
 
 __all__ = ["BUILTIN_MODELS", "DEVICES", "DTYPES", "LoadedModel", "available_devices",
            "cache_dir", "check_dtype", "load_model", "resolve_device"]
@@ -206,6 +209,60 @@ def _load_folder(folder, trust_remote_code, dtype):
     auto = AutoModel if config.model_type in ENCODER_TYPES else AutoModelForCausalLM
     model = auto.from_pretrained(folder, dtype=dtype, **kwargs)
     return model, tokenizer
+
+
+def _tied_names(model, state):
+    """Parameter names that share their tensor with a parameter ``state`` holds."""
+    groups = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return {n for names in groups.values() if any(x in state for x in names) for n in names}
+
+
+def _load_pruned_folder(folder, trust_remote_code, dtype):
+    """A model of per-layer MLP widths from a pruned folder, weights loaded strictly."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    from llmfbn.models._architectures import locate_neurons
+    from llmfbn.models._shrink import shrink_mlp
+
+    manifest = read_pruning(folder)
+    kwargs = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    config = AutoConfig.from_pretrained(folder, **kwargs)
+    source = manifest["source_model"]
+    if source.get("model_type") not in (None, config.model_type):
+        raise FormatError(f"{folder}: pruning.json was made from a {source['model_type']} "
+                          f"model but config.json describes a {config.model_type} model.")
+    auto = AutoModel if config.model_type in ENCODER_TYPES else AutoModelForCausalLM
+    model = auto.from_config(config, trust_remote_code=trust_remote_code)
+    full = locate_neurons(model).layer_widths
+    if list(full) != list(source["layer_widths"]):
+        raise FormatError(f"{folder}: config.json gives {len(full)} layers of {full[0]} MLP "
+                          f"neurons but pruning.json's source model had "
+                          f"{source['layer_widths'][:4]}... per layer.")
+    hidden = locate_neurons(model).hidden_size
+    shrink_mlp(model, [torch.arange(w) for w in manifest["layer_widths"]],
+               bias={layer: torch.zeros(hidden) for layer in manifest["bias_compensated_layers"]})
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise FormatError(f"{folder} holds a pruning.json but no .safetensors weights.")
+    state = {}
+    for file in files:
+        state.update(load_file(file))
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1].strip()
+        raise FormatError(f"{folder}: its weights do not fit the widths in pruning.json "
+                          f"({first})") from None
+    missing = sorted(set(missing) - _tied_names(model, state))
+    if missing or unexpected:
+        raise FormatError(f"{folder}: its weights do not match its model (missing "
+                          f"{missing[:4]}, unexpected {sorted(unexpected)[:4]}).")
+    return model.to(dtype), tokenizer, manifest
 
 
 def _weights_hash(folder):
@@ -403,9 +460,16 @@ def _load(name, torch_dtype, trust_remote_code, verbose):
                 f"{path} is a folder but holds no config.json: not a Hugging Face "
                 f"model folder."
             )
-        model, tokenizer = _load_folder(path, trust_remote_code, torch_dtype)
+        if is_pruned_folder(path):
+            model, tokenizer, manifest = _load_pruned_folder(path, trust_remote_code,
+                                                             torch_dtype)
+            extra = {"pruning": {key: manifest[key] for key in
+                                 ("method", "ratio", "source_model", "layer_widths")}}
+        else:
+            model, tokenizer = _load_folder(path, trust_remote_code, torch_dtype)
+            extra = {}
         loaded = LoadedModel(model, tokenizer, name, str(path.resolve()),
-                             _weights_hash(path))
+                             _weights_hash(path), extra)
     elif path.suffix == ".gguf" and path.is_file():
         folder, digest = _gguf_to_cached_folder(path.resolve(), verbose)
         model, tokenizer = _load_folder(folder, False, torch_dtype)
