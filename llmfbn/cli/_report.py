@@ -7,8 +7,9 @@ def add_report_parser(subparsers):
     p = subparsers.add_parser(
         "report", help="one self-contained HTML report of recordings, networks, GLM, results",
         description="Write one HTML file (figures embedded, nothing else needed to open it) "
-                    "from recording, networks and GLM folders, consistency JSON and "
-                    "intervention CSV files of one model, or folders holding them.")
+                    "from recording, networks and GLM folders, consistency JSON, "
+                    "intervention CSV files and pruned model folders (pruning.json only; "
+                    "no weights loaded) of one model, or folders holding them.")
     p.add_argument("paths", type=Path, nargs="+", metavar="RUN_DIR",
                    help="folders or files written by llmfbn")
     p.add_argument("--out", required=True, type=Path, help="HTML file to write")

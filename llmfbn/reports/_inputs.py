@@ -2,10 +2,11 @@
 
 A report takes whatever ``llmfbn`` wrote: recording folders (``llmfbn record``),
 networks folders (``llmfbn networks``), GLM folders (``llmfbn glm``),
-consistency JSON files (``llmfbn consistency``) and intervention CSV files
-(``llmfbn intervene`` / ``llmfbn evaluate``). A folder that is none of these
-is searched one level down, so the output folder of ``make demo`` works as a
-whole.
+consistency JSON files (``llmfbn consistency``), intervention CSV files
+(``llmfbn intervene`` / ``llmfbn evaluate``) and pruned model folders
+(``llmfbn prune``; only their ``pruning.json`` is read, never the weights). A
+folder that is none of these is searched one level down, so the output folder
+of ``make demo`` works as a whole.
 """
 
 from dataclasses import dataclass, field
@@ -15,15 +16,17 @@ from llmfbn.grid import NeuronGrid
 from llmfbn.io import (
     folder_kind,
     is_consistency_file,
+    is_pruned_folder,
     is_results_file,
     read_consistency,
     read_description,
     read_grid,
+    read_pruning,
 )
 
 __all__ = ["ReportInput", "find_inputs"]
 
-KINDS = ("recording", "networks", "glm", "consistency", "intervention")
+KINDS = ("recording", "networks", "glm", "consistency", "pruned", "intervention")
 #: Folder kinds (``llmfbn.json``) a report shows.
 FOLDER_KINDS = ("recording", "networks", "glm")
 
@@ -45,12 +48,16 @@ class ReportInput:
 def _recognise(path):
     """The ReportInput for ``path``, or None when it is none of the known kinds.
 
-    Folders are recognised by their kind (``llmfbn.json``), consistency files
-    by :func:`llmfbn.io.read_consistency`, intervention tables by their header
+    Folders are recognised by their kind (``llmfbn.json``), pruned model
+    folders by their ``pruning.json`` (:func:`llmfbn.io.read_pruning`; the
+    grid is the source model's MLP grid), consistency files by
+    :func:`llmfbn.io.read_consistency`, intervention tables by their header
     (:data:`llmfbn.io.RESULT_COLUMNS`). A damaged file of a known kind raises
     FormatError naming it.
     """
     path = Path(path)
+    if is_pruned_folder(path):
+        return _pruned_input(path)
     if path.is_dir():
         kind = folder_kind(path)
         if kind not in FOLDER_KINDS:
@@ -62,6 +69,18 @@ def _recognise(path):
     if is_results_file(path):
         return ReportInput("intervention", path)
     return None
+
+
+def _pruned_input(path):
+    """A pruned model folder: its manifest and the source model's grid (no weights read)."""
+    from llmfbn.plotting import pruning_map
+
+    manifest = read_pruning(path)
+    try:
+        _, grid = pruning_map(manifest)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return ReportInput("pruned", path, grid, {"manifest": manifest})
 
 
 def find_inputs(paths):
@@ -101,8 +120,9 @@ def find_inputs(paths):
         if not children:
             raise ValueError(
                 f"{path} is not something llmfbn wrote: expected a recording, networks or "
-                f"GLM folder (each has an llmfbn.json), a consistency .json or an "
-                f"intervention .csv, or a folder holding some of them.")
+                f"GLM folder (each has an llmfbn.json), a pruned model folder (with a "
+                f"pruning.json), a consistency .json or an intervention .csv, or a folder "
+                f"holding some of them.")
         found.extend(children)
     unique = {}
     for item in found:  # the same folder given twice (or inside a given folder) counts once

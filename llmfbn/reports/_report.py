@@ -19,14 +19,15 @@ REPORT_SUFFIXES = (".html", ".htm")
 
 def make_report(paths, out_file, max_networks=None, connectivity_runs=50, overwrite=False,
                 verbose=1):
-    """Write one self-contained HTML report of recordings, networks, GLM and interventions.
+    """Write one self-contained HTML report of recordings, networks, GLM, pruning, interventions.
 
     Parameters
     ----------
     paths : list of str or Path
-        Recording, networks and GLM folders, consistency JSON and intervention
-        CSV files (see :func:`~llmfbn.reports.find_inputs`); all of one model
-        and grid.
+        Recording, networks and GLM folders, consistency JSON files, pruned
+        model folders (``llmfbn prune``: only ``pruning.json`` is read) and
+        intervention CSV files (see :func:`~llmfbn.reports.find_inputs`); all
+        of one model and grid (a pruned folder's is its source model's).
     out_file : str or Path
         The ``.html`` file to write (atomically). Figures are embedded as
         PNG, so the file needs nothing else to open.
@@ -63,6 +64,9 @@ def make_report(paths, out_file, max_networks=None, connectivity_runs=50, overwr
     for n, item in enumerate(by_kind["glm"]):
         log(f"Report: GLM {item.path}", verbose)
         sections.append(_glm_section(item, n))
+    for n, item in enumerate(by_kind["pruned"]):
+        log(f"Report: pruned model {item.path}", verbose)
+        sections.append(_pruned_section(item, n))
     folders = by_kind["networks"] + by_kind["glm"]
     for n, item in enumerate(by_kind["intervention"]):
         sections.append(_intervention_section(item, n, folders))
@@ -83,7 +87,8 @@ def _overview(inputs, grid):
     section = Section("Overview", "overview")
     rows = []
     if grid is not None:
-        identity = next((i.details.get("identity") for i in inputs if i.kind == "recording"), {})
+        identity = next((i.details.get("identity") for i in inputs if i.kind == "recording"),
+                        None) or _source_identity(inputs)
         rows += [
             {"what": "model", "value": grid.model},
             {"what": "architecture", "value": identity.get("architecture", "")},
@@ -98,6 +103,16 @@ def _overview(inputs, grid):
     section.add(table_html([{"kind": i.kind, "path": str(i.path)} for i in inputs],
                            ["kind", "path"]))
     return section
+
+
+def _source_identity(inputs):
+    """Architecture and weights hash of a pruned folder's source model ({} without one)."""
+    source = next((i.details["manifest"]["source_model"] for i in inputs
+                   if i.kind == "pruned"), None)
+    if source is None:
+        return {}
+    return {"architecture": source.get("model_type", ""),
+            "weights_hash": source.get("weights_hash", "")}
 
 
 def _recording_section(item, n):
@@ -333,6 +348,86 @@ def _glm_section(item, n):
                                 alt=f"flat z-map {name}"))
         section.add(_tokens_html((networks.top_tokens or [None] * len(summary["contrasts"]))[k]))
     return section
+
+
+def _pruned_section(item, n):
+    from llmfbn.plotting import plot_pruning, pruning_map
+
+    manifest = item.details["manifest"]
+    source = manifest["source_model"]
+    section = Section(f"Pruned model: {item.path.name}", f"pruned-{n}")
+    removed, total = manifest["n_neurons_removed"], manifest["n_neurons_before"]
+    section.note(f"llmfbn prune removed {removed} of {total} MLP neurons of "
+                 f"{source.get('name')} ({_percent(removed, total)}) and saved the smaller "
+                 f"model in {item.path}. Read from its pruning.json only (no weights loaded).")
+    section.add(table_html(_pruning_rows(manifest), ["what", "value"]))
+    protected = set(manifest["protect_layers"])
+    compensated = set(manifest["bias_compensated_layers"])
+    rows = [{"layer": layer, "neurons before": before, "kept": kept, "removed": before - kept,
+             "removed %": _percent(before - kept, before),
+             "protected": "yes" if layer in protected else "",
+             "bias compensated": "yes" if layer in compensated else ""}
+            for layer, (before, kept) in enumerate(zip(source["layer_widths"],
+                                                       manifest["layer_widths"]))]
+    section.heading("Neurons removed per layer")
+    section.add(table_html(rows, ["layer", "neurons before", "kept", "removed", "removed %",
+                                  "protected", "bias compensated"]))
+    section.add(figure_html(plot_pruning(manifest, kind="bars"), alt="neurons removed per layer",
+                            caption="Neurons removed per layer (right axis: percent of the "
+                                    "layer); protected layers shaded."))
+    _, grid = pruning_map(manifest)
+    section.heading("Removed neurons on the brain map")
+    section.add(figure_html(plot_pruning(manifest, kind="mosaic"), alt="removed neurons",
+                            caption=f"Removed neurons (colour) on the source model's grid "
+                                    f"({grid.n_layers} layers as slices, {grid.width} neurons "
+                                    f"each, unit u at x = u % {grid.nx}, y = u // {grid.nx}); "
+                                    f"kept neurons dark."))
+    return section
+
+
+def _pruning_rows(manifest):
+    """The ``what``/``value`` rows that describe a pruning."""
+    source = manifest["source_model"]
+    scores = manifest["details"].get("scores", {}) if isinstance(manifest["details"], dict) \
+        else {}
+    calibration = manifest["calibration"]
+    before, after = manifest["parameters_before"], manifest["parameters_after"]
+    rows = [
+        {"what": "method", "value": manifest["method"]},
+        {"what": "scores", "value": "; ".join(str(scores[k]) for k in ("metric", "selection")
+                                               if k in scores)},
+        {"what": "ratio", "value": manifest["ratio"]},
+        {"what": "random state", "value": manifest["random_state"]},
+        {"what": "source model", "value": f"{source.get('name')} ({source.get('model_type')}, "
+                                          f"{source.get('weights_hash')})"},
+    ]
+    networks = scores.get("networks")
+    if isinstance(networks, list) and networks:
+        rows.append({"what": "networks", "value": ", ".join(
+            str(r.get("path")) if isinstance(r, dict) else str(r) for r in networks)})
+    rows += [
+        {"what": "protected layers", "value": _layers_text(manifest["protect_layers"])},
+        {"what": "calibration", "value": "none" if not calibration else
+         f"{calibration.get('path')} ({calibration.get('n_tokens')} tokens, "
+         f"{calibration.get('sha256')})"},
+        {"what": "bias-compensated layers",
+         "value": _layers_text(manifest["bias_compensated_layers"])},
+        {"what": "MLP neurons", "value": f"{manifest['n_neurons_before']} before, "
+                                         f"{manifest['n_neurons_removed']} removed"},
+        {"what": "parameters before", "value": before},
+        {"what": "parameters after", "value": after},
+        {"what": "parameters removed", "value": f"{before - after} "
+                                                f"({_percent(before - after, before)})"},
+    ]
+    return rows
+
+
+def _layers_text(layers):
+    return ", ".join(map(str, layers)) if layers else "none"
+
+
+def _percent(part, whole):
+    return f"{100.0 * part / whole:.1f} %" if whole else "n/a"
 
 
 def _networks_behind(csv_path, folders):
