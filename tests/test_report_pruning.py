@@ -191,7 +191,9 @@ def test_a_damaged_pruning_json_is_one_line_and_writes_nothing(pruned, tmp_path,
         if damage == "kept":
             document["kept"][1][-1] = 99  # beyond the layer's 24 neurons
         else:
-            document["source_model"]["layer_widths"][1] = 30
+            document["source_model"]["layer_widths"][1] = 30  # counts kept consistent:
+            document["n_neurons_before"] += 6
+            document["n_neurons_removed"] += 6
         path.write_text(json.dumps(document))
     out = tmp_path / "report.html"
     assert main(["report", str(pruned["nets"]), str(folder), "--out", str(out)]) == 2

@@ -53,7 +53,30 @@ def is_pruned_folder(path):
     return path.is_dir() and (path / PRUNING_FILE).is_file()
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(document, path):
+    """The scalar and list fields have the types their readers compute with."""
+    ratio = document["ratio"]
+    problems = []
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
+        problems.append(f"'ratio' must be a number in (0, 1), not {ratio!r}")
+    for key in ("n_neurons_before", "n_neurons_removed", "parameters_before",
+                "parameters_after", "random_state"):
+        if not _is_int(document[key]) or document[key] < 0:
+            problems.append(f"{key!r} must be an int >= 0, not {document[key]!r}")
+    for key in ("protect_layers", "bias_compensated_layers"):
+        value = document[key]
+        if not isinstance(value, list) or not all(_is_int(x) and x >= 0 for x in value):
+            problems.append(f"{key!r} must be a list of layer indices, not {value!r}")
+    if problems:
+        raise FormatError(f"{path} is not a valid {PRUNING_FILE}: " + "; ".join(problems) + ".")
+
+
 def _check_consistent(document, path):
+    _check_types(document, path)
     widths, kept = document["layer_widths"], document["kept"]
     source = document["source_model"]
     if not isinstance(widths, list) or not isinstance(kept, list) or len(widths) != len(kept):
@@ -71,6 +94,11 @@ def _check_consistent(document, path):
         if not ok:
             raise FormatError(f"{path} is not a valid {PRUNING_FILE}: layer {layer} must keep "
                               f"{width} sorted unique units within its {full} neurons.")
+    if (document["n_neurons_before"] != sum(before)
+            or document["n_neurons_removed"] != sum(before) - sum(widths)):
+        raise FormatError(f"{path} is not a valid {PRUNING_FILE}: 'n_neurons_before' and "
+                          f"'n_neurons_removed' must equal {sum(before)} and "
+                          f"{sum(before) - sum(widths)} (from the layer widths).")
 
 
 def read_pruning(folder):
