@@ -6,6 +6,10 @@ Layer ``l`` is the axial slice ``z = l``; its ``width`` units fill an
 When ``width`` has no factor pair close to square, the slice is padded; the
 padding voxels lie outside the mask.
 
+A pruned model (``llmfbn prune``) sits on its source model's grid: each
+neuron it kept at its original unit, the removed ones outside the mask like
+padding (``units``), so its maps align voxel for voxel with the dense model's.
+
 This module needs numpy and nibabel only (no torch).
 """
 
@@ -19,9 +23,13 @@ from llmfbn._utils import check_array_shape
 
 __all__ = ["NeuronGrid", "slice_shape"]
 
-#: Version 2 added ``weights_hash`` and ``model_layers``.
-GRID_FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+#: Version 2 added ``weights_hash`` and ``model_layers``; version 3 ``units`` (the
+#: neurons present on the grid of a pruned model). A grid with every neuron present
+#: is still written as version 2, so that older llmfbn versions read it; one with
+#: ``units`` is version 3, which they refuse rather than take removed neurons as present.
+GRID_FORMAT_VERSION = 3
+_DENSE_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2, 3)
 
 # A slice keeps an exact factor pair when its long side is at most this many
 # times its short side; otherwise it becomes a padded near-square.
@@ -81,16 +89,24 @@ class NeuronGrid:
         their hashes agree (names can differ, e.g. a path and a built-in name).
     model_layers : int, optional
         How many layers the whole model has (``layers`` may be a subset).
+    units : sequence of sequences of int, optional
+        A pruned model's neurons: per slice, the sorted, unique units (in
+        ``[0, width)``, the source model's unit indices) that are present;
+        the others lie outside the mask like padding. Default None: every
+        unit is present (a grid where every slice lists every unit is the
+        same and keeps None).
 
     Attributes
     ----------
     shape : tuple (nx, ny, n_layers)
         Spatial shape of every image on this grid.
+    units : tuple of int64 arrays, or None
+        Per slice, the units present (None: all).
     """
 
     def __init__(
         self, n_layers, width, layers=None, model=None, signal=None, affine=None,
-        weights_hash=None, model_layers=None,
+        weights_hash=None, model_layers=None, units=None,
     ):
         if int(n_layers) < 1:
             raise ValueError(f"'n_layers' must be >= 1. {n_layers} was provided.")
@@ -118,6 +134,7 @@ class NeuronGrid:
             raise ValueError(
                 f"'affine' must have shape (4, 4). {self.affine.shape} was provided."
             )
+        self.units = _check_units(units, self.n_layers, self.width)
 
     # -- geometry ---------------------------------------------------------
 
@@ -127,7 +144,46 @@ class NeuronGrid:
 
     @property
     def n_neurons(self):
-        return self.n_layers * self.width
+        """Neurons on the grid (inside the mask): all units of every slice, or those present."""
+        if self.units is None:
+            return self.n_layers * self.width
+        return int(sum(len(u) for u in self.units))
+
+    @property
+    def pruned(self):
+        """Whether some units are absent (the grid of a pruned model)."""
+        return self.units is not None
+
+    def present(self):
+        """Boolean array of shape ``(n_layers, width)``: True on the units present."""
+        if self.units is None:
+            return np.ones((self.n_layers, self.width), dtype=bool)
+        present = np.zeros((self.n_layers, self.width), dtype=bool)
+        for slot, units in enumerate(self.units):
+            present[slot, units] = True
+        return present
+
+    def take_present(self, data):
+        """Neuron array ``(..., n_layers, width)`` -> ``(..., n_neurons)``, present neurons only.
+
+        In neuron order (slice by slice, unit by unit): a reshape (no copy)
+        when every unit is present. Inverse: :meth:`put_present`.
+        """
+        data = np.asarray(data)
+        check_array_shape(data, (self.n_layers, self.width), "data", trailing=True)
+        if self.units is None:
+            return data.reshape(data.shape[:-2] + (self.n_neurons,))
+        return data[..., self.present()]
+
+    def put_present(self, values):
+        """``(..., n_neurons)`` in neuron order -> ``(..., n_layers, width)``; absent units 0."""
+        values = np.asarray(values)
+        check_array_shape(values, (self.n_neurons,), "values", trailing=True)
+        if self.units is None:
+            return values.reshape(values.shape[:-1] + (self.n_layers, self.width))
+        out = np.zeros(values.shape[:-1] + (self.n_layers, self.width), dtype=values.dtype)
+        out[..., self.present()] = values
+        return out
 
     @property
     def n_padding(self):
@@ -145,6 +201,15 @@ class NeuronGrid:
             raise ValueError(f"'unit' must lie in [0, {self.width}).")
         if np.any((layer_slot < 0) | (layer_slot >= self.n_layers)):
             raise ValueError(f"'layer_slot' must lie in [0, {self.n_layers}).")
+        if self.units is not None:
+            slots, units = np.broadcast_arrays(layer_slot, unit)
+            absent = ~self.present()[slots, units]
+            if absent.any():
+                pairs = list(zip(slots[absent].tolist(), units[absent].tolist()))
+                raise ValueError(
+                    f"'unit' must be present on this grid of a pruned model. (slot, unit) "
+                    f"{pairs[:4]}{' ...' if len(pairs) > 4 else ''} ({len(pairs)} in all) "
+                    f"were removed.")
         return unit % self.nx, unit // self.nx, layer_slot
 
     def neuron_of(self, i, j, k):
@@ -155,14 +220,21 @@ class NeuronGrid:
             raise ValueError(f"voxel outside the {self.shape} grid.")
         if np.any(unit >= self.width):
             raise ValueError("voxel lies in the padding, outside the mask.")
+        if self.units is not None:
+            if np.any((k < 0) | (k >= self.n_layers)):
+                raise ValueError(f"voxel outside the {self.shape} grid.")
+            if not self.present()[tuple(np.broadcast_arrays(k, unit))].all():
+                raise ValueError("voxel of a removed neuron (pruned model), outside the mask.")
         return k, unit
 
     def mask(self):
-        """Boolean array of shape ``(nx, ny, n_layers)``: True on neurons."""
-        in_slice = np.zeros(self.nx * self.ny, dtype=bool)
-        in_slice[: self.width] = True
-        in_slice = in_slice.reshape(self.ny, self.nx).T
-        return np.repeat(in_slice[:, :, None], self.n_layers, axis=2)
+        """Boolean array of shape ``(nx, ny, n_layers)``: True on neurons (present ones)."""
+        if self.units is None:
+            in_slice = np.zeros(self.nx * self.ny, dtype=bool)
+            in_slice[: self.width] = True
+            in_slice = in_slice.reshape(self.ny, self.nx).T
+            return np.repeat(in_slice[:, :, None], self.n_layers, axis=2)
+        return self.to_volume(self.present()).astype(bool)
 
     def mask_img(self):
         """The grid's mask as a uint8 ``Nifti1Image``."""
@@ -176,7 +248,8 @@ class NeuronGrid:
         """Neuron array ``(..., n_layers, width)`` -> volume ``(nx, ny, n_layers, ...)``.
 
         Leading axes (e.g. time) move to the end, as Nifti expects.
-        Padding voxels are 0.
+        Padding voxels are 0, and so are the voxels of absent units (a
+        pruned model's removed neurons), whatever ``activations`` holds there.
         """
         activations = np.asarray(activations)
         check_array_shape(
@@ -185,6 +258,8 @@ class NeuronGrid:
         lead = activations.shape[:-2]
         padded = np.zeros(lead + (self.n_layers, self.ny * self.nx), activations.dtype)
         padded[..., : self.width] = activations
+        if self.units is not None:
+            padded[..., : self.width][..., ~self.present()] = 0
         # (..., L, ny, nx) -> (nx, ny, L, ...)
         padded = padded.reshape(lead + (self.n_layers, self.ny, self.nx))
         n_lead = len(lead)
@@ -268,9 +343,14 @@ class NeuronGrid:
     # -- sidecar (written and read by llmfbn.io) ----------------------------
 
     def to_dict(self):
-        """The ``grid.json`` document (see :func:`llmfbn.io.write_grid`)."""
-        return {
-            "format_version": GRID_FORMAT_VERSION,
+        """The ``grid.json`` document (see :func:`llmfbn.io.write_grid`).
+
+        Version 2 when every unit is present; version 3, with ``units``,
+        for the grid of a pruned model.
+        """
+        document = {
+            "format_version": _DENSE_FORMAT_VERSION if self.units is None
+            else GRID_FORMAT_VERSION,
             "model": self.model,
             "weights_hash": self.weights_hash,
             "model_layers": self.model_layers,
@@ -281,6 +361,9 @@ class NeuronGrid:
             "affine": self.affine.tolist(),
             "layout": "layer l -> slice z=l; unit u -> x = u % nx, y = u // nx",
         }
+        if self.units is not None:
+            document["units"] = [units.tolist() for units in self.units]
+        return document
 
     @classmethod
     def from_dict(cls, spec):
@@ -302,7 +385,11 @@ class NeuronGrid:
             affine=spec.get("affine"),
             weights_hash=spec.get("weights_hash"),
             model_layers=spec.get("model_layers"),
+            units=spec["units"] if version == 3 else None,
         )
+        if version == 3 and grid.units is None:
+            raise ValueError("its 'units' list every unit of every layer, but a version 3 "
+                             "grid is the grid of a pruned model (some units absent).")
         if list(grid.shape) != list(spec["shape"]):
             raise ValueError(
                 f"it gives shape {spec['shape']} but width {spec['width']} "
@@ -316,6 +403,7 @@ class NeuronGrid:
             self.layers == other.layers
             and self.width == other.width
             and np.allclose(self.affine, other.affine)
+            and _same_units(self.units, other.units)
         )
 
     def same_model(self, other):
@@ -360,6 +448,10 @@ class NeuronGrid:
                 problems.append(f"layers {extra} that {theirs} lacks")
         elif self.layers != other.layers:
             problems.append(f"layers {_span(self.layers)} vs {_span(other.layers)}")
+        if self.width == other.width and not self._same_units_on_shared_layers(other):
+            problems.append("different neurons present (pruned model: "
+                            f"{self._pruning_note() or 'none removed'} vs "
+                            f"{other._pruning_note() or 'none removed'})")
         if not np.allclose(self.affine, other.affine):
             problems.append("different affines")
         if problems:
@@ -373,8 +465,25 @@ class NeuronGrid:
                 f"from the other (e.g. fine-tuned), allow it explicitly "
                 f"(allow_other_model=True).")
 
+    def _same_units_on_shared_layers(self, other):
+        """Whether each layer both grids hold has the same units present."""
+        if self.units is None and other.units is None:
+            return True
+        mine, theirs = self.present(), other.present()
+        slots = {layer: slot for slot, layer in enumerate(other.layers)}
+        return all(np.array_equal(mine[slot], theirs[slots[layer]])
+                   for slot, layer in enumerate(self.layers) if layer in slots)
+
+    def _pruning_note(self):
+        """``""``, or how many neurons of the grid a pruned model lacks."""
+        if self.units is None:
+            return ""
+        removed = self.n_layers * self.width - self.n_neurons
+        return f"{removed} of {self.n_layers * self.width} neurons removed"
+
     def _describe(self):
-        return (f"{self.model}, {self.n_layers} layers x {self.width} units, "
+        pruned = f" ({self._pruning_note()}, pruned model)" if self.units is not None else ""
+        return (f"{self.model}, {self.n_layers} layers x {self.width} units{pruned}, "
                 f"signal {self.signal}")
 
     def __eq__(self, other):
@@ -389,8 +498,52 @@ class NeuronGrid:
     def __repr__(self):
         return (
             f"NeuronGrid(model={self.model!r}, signal={self.signal!r}, "
-            f"layers={self.n_layers}, width={self.width}, shape={self.shape})"
+            f"layers={self.n_layers}, width={self.width}, shape={self.shape}"
+            + (f", pruned: {self.n_neurons} neurons present" if self.units is not None else "")
+            + ")"
         )
+
+
+def _check_units(units, n_layers, width):
+    """``units`` as a tuple of int64 arrays (None when every unit is present), or ValueError."""
+    if units is None:
+        return None
+    if isinstance(units, (str, bytes)) or not hasattr(units, "__len__"):
+        raise TypeError(f"'units' must be None or one sequence of units per slice. "
+                        f"{type(units).__name__} was provided.")
+    if len(units) != n_layers:
+        raise ValueError(f"'units' must list the units present in each of the {n_layers} "
+                         f"slices. {len(units)} lists were provided.")
+    out = []
+    for slot, present in enumerate(units):
+        array = np.asarray(present)
+        if array.size == 0:
+            array = array.astype(np.int64)
+        if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"'units' of slice {slot} must be a 1-D sequence of ints. An "
+                             f"array of dtype {array.dtype} and shape {array.shape} was "
+                             f"provided.")
+        array = array.astype(np.int64)
+        if len(array) and (array[0] < 0 or array[-1] >= width
+                           or np.any(np.diff(array) <= 0)):
+            raise ValueError(f"'units' of slice {slot} must be sorted, unique and in "
+                             f"[0, {width}). {_short(array)} was provided.")
+        array.flags.writeable = False
+        out.append(array)
+    if all(len(array) == width for array in out):
+        return None
+    return tuple(out)
+
+
+def _same_units(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _short(array, limit=8):
+    shown = ", ".join(map(str, array[:limit].tolist()))
+    return f"[{shown}{', ...' if len(array) > limit else ''}]"
 
 
 def _span(layers):

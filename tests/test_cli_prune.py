@@ -5,7 +5,7 @@ import pytest
 
 from llmfbn.cli import main
 from llmfbn.grid import NeuronGrid
-from llmfbn.io import file_sha256, read_pruning, read_results
+from llmfbn.io import file_sha256, read_grid, read_pruning, read_results
 from llmfbn.networks import FunctionalNetworks
 from llmfbn.networks._provenance import LeakageWarning  # noqa: F401  (the warning class)
 
@@ -56,10 +56,12 @@ def test_prune_fbn_then_evaluate_and_record_the_pruned_folder(tmp_path, tiny_mod
                  "--out", str(csv), "--quiet"]) == 0
     rows = read_results(csv)
     assert np.isfinite(rows["value"]).all() and len(rows) == 1
-    # grid code refuses per-layer widths in one line; the residual stream records
+    # the pruned model's neurons record on the source model's grid, at their original units
     assert main(["record", "--model", str(out), "--input", str(evaluation),
-                 "--out", str(tmp_path / "rec")]) == 2
-    assert "unequal widths" in _one_line_error(capsys)
+                 "--out", str(tmp_path / "rec"), "--quiet"]) == 0
+    grid = read_grid(tmp_path / "rec")
+    assert grid.width == 24 and grid.n_neurons == 72 - 18
+    assert [u.tolist() for u in grid.units] == manifest["kept"]
     assert main(["record", "--model", str(out), "--input", str(evaluation), "--signal",
                  "residual", "--out", str(tmp_path / "rec-residual")]) == 0
 

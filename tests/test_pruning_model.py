@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -69,12 +70,20 @@ def test_bias_is_added_to_or_created_on_the_down_projection(family):
 
 
 def test_unequal_widths_are_refused_by_grid_code_in_one_line():
-    pruned = remove_neurons(make_loaded("llama"), _random_keep([24, 24, 24], seed=2))
+    keep = _random_keep([24, 24, 24], seed=2)
+    pruned = remove_neurons(make_loaded("llama"), keep)
     location = locate_neurons(pruned.model)
-    assert not location.uniform
+    assert not location.uniform and location.pruned
+    # a pruned model's neurons sit on its source model's grid, at their original units
+    assert location.signal_width("mlp") == 24 and location.signal_width("residual") == 16
+    assert [u.tolist() for u in location.units] == [np.flatnonzero(m).tolist() for m in keep]
+    with pytest.raises(ValueError, match=r"is pruned \(\d+, \d+, \d+ MLP neurons per layer"):
+        _ = location.n_units
+    # unequal widths with no record of the neurons kept: refused in one line
+    unmarked = copy.deepcopy(pruned.model)
+    delattr(unmarked, "llmfbn_pruned_units")
     with pytest.raises(ValueError, match=r"unequal widths \(\d+, \d+, \d+ neurons per layer"):
-        location.signal_width("mlp")
-    assert location.signal_width("residual") == 16
+        locate_neurons(unmarked).signal_width("mlp")
 
 
 @pytest.mark.parametrize("keep, message", [
@@ -234,3 +243,20 @@ def test_damaged_or_inconsistent_manifest_is_refused_on_load(tmp_path):
     (out / "pruning.json").write_text(json.dumps(manifest))
     with pytest.raises(FormatError, match="no .safetensors"):
         load_model(str(out))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ratio": 1.5}, "'ratio' must be a number in (0, 1)"),
+    ({"parameters_after": "many"}, "'parameters_after' must be an int >= 0"),
+    ({"protect_layers": [0, "1"]}, "'protect_layers' must be a list of layer indices"),
+    ({"n_neurons_removed": 1}, "'n_neurons_removed' must equal"),
+])
+def test_manifest_fields_of_the_wrong_type_or_count_are_refused(tmp_path, change, message):
+    loaded = make_loaded("llama")
+    out = tmp_path / "pruned"
+    prune(loaded, "random", 0.2, out, protect_layers=[], verbose=0)
+    document = json.loads((out / "pruning.json").read_text())
+    document.update(change)
+    (out / "pruning.json").write_text(json.dumps(document))
+    with pytest.raises(FormatError, match=re.escape(message)):
+        read_pruning(out)

@@ -1,4 +1,10 @@
-"""Which neurons to edit: every accepted form, resolved to ``{layer: unit indices}``."""
+"""Which neurons to edit: every accepted form, resolved to ``{layer: unit indices}``.
+
+Neurons are named by their units on the model's grid. A pruned model's grid
+is its source model's (:attr:`NeuronLocation.source_width`): its neurons keep
+their original units, and :func:`resolve_targets` maps them to the columns
+of the narrowed down projections; a removed neuron cannot be a target.
+"""
 
 import numpy as np
 import torch
@@ -25,21 +31,26 @@ def model_grid(model):
     Returns
     -------
     NeuronGrid of shape (nx, ny, n_layers)
+        For a pruned model, its source model's grid with the units it kept
+        present (``units``).
     """
     location = locate_neurons(_torch_model(model))
     known = isinstance(model, LoadedModel)
-    return NeuronGrid(location.n_layers, location.n_units, model=model.name if known else None,
-                      signal="mlp", weights_hash=model.weights_hash if known else None,
-                      model_layers=location.n_layers)
+    return NeuronGrid(location.n_layers, location.source_width,
+                      model=model.name if known else None, signal="mlp",
+                      weights_hash=model.weights_hash if known else None,
+                      model_layers=location.n_layers, units=location.units)
 
 
 def check_networks_fit(model, networks, allow_other_model=False):
     """Raise ValueError unless ``networks`` mean the same neurons in ``model``.
 
-    Same signal (``mlp``), units per layer and number of model layers, and
-    layers the model has; and the same model (weights hash, else name)
-    unless ``allow_other_model``. A bare transformers model carries no
-    name or weights hash: only its grid is checked.
+    Same signal (``mlp``), units per layer and number of model layers,
+    layers the model has and the same neurons present in them (networks of
+    a dense model do not fit a model pruned from it); and the same model
+    (weights hash, else name) unless ``allow_other_model``. A bare
+    transformers model carries no name or weights hash: only its grid is
+    checked.
 
     Parameters
     ----------
@@ -70,6 +81,9 @@ def resolve_targets(model, targets, networks=None, allow_other_model=False):
           length ``n_units``;
         - a bool array of shape ``(n_layers, n_units)`` over all model layers;
         - a list of ``(layer, unit)`` pairs.
+
+        ``n_units`` and units are the grid's (:func:`model_grid`): for a
+        pruned model, its source model's width and unit indices.
     networks : sequence of int, optional
         Network indices when ``targets`` is a FunctionalNetworks.
     allow_other_model : bool, default False
@@ -78,16 +92,19 @@ def resolve_targets(model, targets, networks=None, allow_other_model=False):
     Returns
     -------
     dict
-        Only layers with at least one unit; indices sorted and unique.
+        Only layers with at least one unit; indices sorted and unique: the
+        columns of the layer's down projection, which are the units
+        themselves unless the model was pruned (then each unit's position
+        among the neurons its layer kept).
 
     Raises
     ------
     ValueError
-        On layers or units out of range for this model, networks that do not
-        fit it, or an empty selection.
+        On layers or units out of range for this model, units a pruned model
+        removed, networks that do not fit it, or an empty selection.
     """
     location = locate_neurons(_torch_model(model))
-    n_layers, n_units = location.n_layers, location.n_units
+    n_layers, n_units = location.n_layers, location.source_width
     if hasattr(targets, "masks") and hasattr(targets, "grid"):  # FunctionalNetworks
         check_networks_fit(model, targets, allow_other_model=allow_other_model)
         grid = targets.grid
@@ -128,11 +145,26 @@ def resolve_targets(model, targets, networks=None, allow_other_model=False):
             wrong = units[(units < 0) | (units >= n_units)][:5].tolist()
             raise ValueError(f"Units of layer {layer} must lie in [0, {n_units}). "
                              f"{wrong} were provided.")
+        if len(units) and location.pruned:
+            units = _columns(location.units[layer], units, layer)
         if len(units):
             resolved[layer] = torch.as_tensor(units, dtype=torch.long)
     if not resolved:
         raise ValueError("The neuron selection is empty: nothing to intervene on.")
     return resolved
+
+
+def _columns(kept, units, layer):
+    """Positions of grid ``units`` among a pruned layer's ``kept`` units, or ValueError."""
+    columns = np.searchsorted(kept, units)
+    found = columns < len(kept)
+    found[found] = kept[columns[found]] == units[found]
+    if not found.all():
+        removed = units[~found]
+        shown = ", ".join(map(str, removed[:8].tolist())) + (", ..." if len(removed) > 8 else "")
+        raise ValueError(f"Units of layer {layer} must be neurons the pruned model kept. Units "
+                         f"[{shown}] ({len(removed)} of {len(units)}) were removed by pruning.")
+    return columns
 
 
 def targets_to_mask(targets, n_layers, n_units):

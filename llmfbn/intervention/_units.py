@@ -10,6 +10,7 @@ import torch
 
 from llmfbn.intervention._controls import matched_controls
 from llmfbn.intervention._sweep import evaluate_edits
+from llmfbn.models import locate_neurons
 
 __all__ = ["control_seed", "edit_fn", "edited_scores", "value_key"]
 
@@ -32,6 +33,21 @@ def control_seed(random_state, network):
 def value_key(value):
     """``edit_value`` as the results CSV writes it: ``""`` for None, else ``%g``."""
     return "" if value is None else f"{float(value):g}"
+
+
+def removed_neurons(model, layers):
+    """Units a pruned model removed, bool (n_slots, source width), on ``layers``; else None.
+
+    Never drawn as matched controls: a control is drawn from the neurons the
+    model has.
+    """
+    location = locate_neurons(model)
+    if not location.pruned:
+        return None
+    removed = np.ones((len(layers), location.source_width), dtype=bool)
+    for slot, layer in enumerate(layers):
+        removed[slot, location.units[layer]] = False
+    return removed
 
 
 def edited_scores(model, tokenizer, evaluation, mask, layers, mode, value, n_controls, seed):
@@ -58,7 +74,8 @@ def edited_scores(model, tokenizer, evaluation, mask, layers, mode, value, n_con
         The network's scores first, then each control's.
     """
     mask = np.asarray(mask, dtype=bool)
-    controls = matched_controls(mask, n_controls, random_state=seed)
+    controls = matched_controls(mask, n_controls, exclude=removed_neurons(model, layers),
+                                random_state=seed)
     # The network and its controls share the layers before their first edited one
     # (same per-layer counts): evaluate_edits computes those once per batch.
     targets = [{layer: m[slot] for slot, layer in enumerate(layers)} for m in [mask, *controls]]

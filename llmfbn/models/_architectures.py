@@ -9,13 +9,28 @@ Each entry also names the *input projections* whose output rows are those
 neurons (gate and up, or fc_in), so that a neuron can be removed physically
 (:mod:`llmfbn.pruning`). A pruned model may keep a different number of neurons
 in each layer: :attr:`NeuronLocation.layer_widths`.
+
+Modules alone do not say which of the source model's neurons a pruned model
+kept, so whatever makes one (:func:`llmfbn.load_model` of a pruned folder,
+:func:`llmfbn.pruning.remove_neurons`) marks the model with
+:func:`mark_pruned`; :func:`locate_neurons` then places each neuron at its
+original unit (:attr:`NeuronLocation.units`) on the source model's grid
+(:attr:`NeuronLocation.source_width`). The mark is an attribute of the
+Python object, never saved in ``config.json``: ``pruning.json`` is the one
+file that says what was kept.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-__all__ = ["ARCHITECTURES", "SIGNALS", "NeuronLocation", "locate_neurons"]
+__all__ = ["ARCHITECTURES", "PRUNED_ATTRIBUTE", "SIGNALS", "NeuronLocation", "locate_neurons",
+           "mark_pruned"]
+
+#: Attribute of a pruned model (the torch module) holding ``{"kept": [[unit, ...], ...],
+#: "source_layer_widths": [...]}``: per layer, the source model's units it kept.
+PRUNED_ATTRIBUTE = "llmfbn_pruned_units"
 
 #: Recordable signals and what they are.
 SIGNALS = {
@@ -94,6 +109,12 @@ class NeuronLocation:
     hidden_size : int
         Output width of the down projection (= residual width).
     gated : bool
+    units : tuple of int64 arrays, or None
+        A pruned model's neurons: per layer, the source model's unit index of
+        each column of the down projection (sorted; ``len(units[l]) ==
+        layer_widths[l]``). None for a model that was not pruned.
+    source_layer_widths : tuple of int, or None
+        A pruned model's source model's MLP neurons per layer.
     """
 
     model_type: str
@@ -105,6 +126,8 @@ class NeuronLocation:
     layer_widths: tuple
     hidden_size: int
     gated: bool
+    units: tuple = field(default=None, compare=False)
+    source_layer_widths: tuple = None
 
     @property
     def n_layers(self):
@@ -116,24 +139,43 @@ class NeuronLocation:
         return len(set(self.layer_widths)) <= 1
 
     @property
+    def pruned(self):
+        """Whether the model was pruned (marked by :func:`mark_pruned`)."""
+        return self.units is not None
+
+    @property
     def n_units(self):
-        """MLP neurons per layer, the one width of a neuron grid.
+        """MLP neurons per layer of a model that was not pruned.
 
         Raises
         ------
         ValueError
-            When the layers have unequal widths (a pruned model): a grid
-            with per-layer widths is not supported yet.
+            For a pruned model (its neurons sit on its source model's grid:
+            :attr:`source_width`, :attr:`units`), or one whose layers have
+            unequal widths without a record of the neurons they kept.
         """
-        if not self.uniform:
-            widths = list(self.layer_widths)
-            shown = ", ".join(map(str, widths[:8])) + (", ..." if len(widths) > 8 else "")
+        if self.pruned:
             raise ValueError(
-                f"This {self.model_type} model's MLP layers have unequal widths ({shown} "
-                f"neurons per layer: a pruned model); a neuron grid needs one width for "
-                f"every layer, so the 'mlp' signal, networks and neuron edits do not run on "
-                f"it yet (the 'mlp_out' and 'residual' signals and evaluations do).")
+                f"This {self.model_type} model is pruned ({_widths(self.layer_widths)} MLP "
+                f"neurons per layer, kept from its source model's "
+                f"{_widths(self.source_layer_widths)}): it has no one width of its own; its "
+                f"neurons sit at their original units on the source model's grid "
+                f"({self.source_width} units per layer).")
+        if not self.uniform:
+            raise ValueError(
+                f"This {self.model_type} model's MLP layers have unequal widths "
+                f"({_widths(self.layer_widths)} neurons per layer) and no record of which "
+                f"neurons of a source model they kept; a neuron grid needs one width for "
+                f"every layer: load a pruned model with llmfbn.load_model(folder) or make it "
+                f"with llmfbn.pruning.remove_neurons.")
         return self.layer_widths[0]
+
+    @property
+    def source_width(self):
+        """Units per layer of the model's neuron grid: its source model's width if pruned."""
+        if self.pruned:
+            return int(max(self.source_layer_widths))
+        return self.n_units
 
     def hook_path(self, signal, layer):
         """Module whose hook yields ``signal`` at ``layer``; and hook kind."""
@@ -148,7 +190,63 @@ class NeuronLocation:
         )
 
     def signal_width(self, signal):
-        return self.n_units if signal == "mlp" else self.hidden_size
+        """Values per layer of ``signal`` on the grid (``source_width`` for ``"mlp"``)."""
+        return self.source_width if signal == "mlp" else self.hidden_size
+
+
+def _widths(widths, limit=8):
+    widths = list(widths)
+    return ", ".join(map(str, widths[:limit])) + (", ..." if len(widths) > limit else "")
+
+
+def mark_pruned(model, kept, source_layer_widths):
+    """Record on ``model`` which of its source model's MLP neurons each layer kept.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A model whose MLPs were narrowed (:func:`llmfbn.models._shrink.shrink_mlp`);
+        the record is the attribute :data:`PRUNED_ATTRIBUTE`, checked against
+        its widths by :func:`locate_neurons`.
+    kept : sequence of sequences of int
+        Per model layer, the sorted source unit indices kept.
+    source_layer_widths : sequence of int
+        The source model's MLP neurons per layer.
+
+    Returns
+    -------
+    model
+    """
+    record = {"kept": [[int(u) for u in units] for units in kept],
+              "source_layer_widths": [int(w) for w in source_layer_widths]}
+    setattr(model, PRUNED_ATTRIBUTE, record)
+    return model
+
+
+def _pruned_units(model, model_type, widths):
+    """``(units, source_layer_widths)`` from the model's :func:`mark_pruned` record, or Nones."""
+    record = getattr(model, PRUNED_ATTRIBUTE, None)
+    if record is None:
+        return None, None
+    kept, source = record["kept"], record["source_layer_widths"]
+    if len(kept) != len(widths) or len(source) != len(widths):
+        raise ValueError(
+            f"This {model_type} model is marked pruned for {len(kept)} layers but has "
+            f"{len(widths)}; its record of kept neurons ({PRUNED_ATTRIBUTE}) does not fit it.")
+    units = []
+    for layer, (indices, width, full) in enumerate(zip(kept, widths, source)):
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        ok = (len(indices) == width and (width == 0 or (indices[0] >= 0 and indices[-1] < full))
+              and bool(np.all(np.diff(indices) > 0)))
+        if not ok:
+            raise ValueError(
+                f"Layer {layer} of this {model_type} model has {width} MLP neurons but its "
+                f"record of kept neurons ({PRUNED_ATTRIBUTE}) lists {len(indices)} (they must "
+                f"be sorted, unique and in [0, {full})): the model was narrowed after it was "
+                f"marked pruned.")
+        indices.flags.writeable = False
+        units.append(indices)
+    return tuple(units), tuple(int(w) for w in source)
 
 
 def _linear_dims(module):
@@ -234,6 +332,7 @@ def locate_neurons(model):
         n_units, hidden = _linear_dims(layer.get_submodule(family.down_proj))
         widths.append(int(n_units))
         in_paths.append(tuple(f"{path}.{name}" for name in family.in_projs))
+    units, source_widths = _pruned_units(model, model_type, widths)
     return NeuronLocation(
         model_type=model_type,
         layers_path=layers_path,
@@ -244,4 +343,6 @@ def locate_neurons(model):
         layer_widths=tuple(widths),
         hidden_size=int(hidden),
         gated=family.gated,
+        units=units,
+        source_layer_widths=source_widths,
     )

@@ -5,7 +5,9 @@ Hugging Face model folder, a local ``.gguf`` file, and a hub id that is
 already in the local Hugging Face cache. Nothing is ever downloaded. A
 pruned folder (``llmfbn prune``: a model folder with a ``pruning.json``) is
 built from its config, each layer's MLP narrowed to its width, then its
-weights loaded strictly.
+weights loaded strictly; the model is marked with the neurons it kept
+(:func:`llmfbn.models._architectures.mark_pruned`), so that its neurons sit at
+their original units on the source model's grid.
 
 GGUF weights are de-quantised once (about 20 s for SmolLM2) and cached as
 safetensors in :func:`cache_dir`, keyed by the GGUF file's SHA-256, so later
@@ -225,7 +227,7 @@ def _load_pruned_folder(folder, trust_remote_code, dtype):
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    from llmfbn.models._architectures import locate_neurons
+    from llmfbn.models._architectures import locate_neurons, mark_pruned
     from llmfbn.models._shrink import shrink_mlp
 
     manifest = read_pruning(folder)
@@ -262,6 +264,7 @@ def _load_pruned_folder(folder, trust_remote_code, dtype):
     if missing or unexpected:
         raise FormatError(f"{folder}: its weights do not match its model (missing "
                           f"{missing[:4]}, unexpected {sorted(unexpected)[:4]}).")
+    mark_pruned(model, manifest["kept"], source["layer_widths"])
     return model.to(dtype), tokenizer, manifest
 
 

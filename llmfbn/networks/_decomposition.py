@@ -258,7 +258,8 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
             components = self.estimator_.components_.reshape(len(self.estimator_.components_), -1)
             components = self.grid_.masked_to_neurons(components)
         self.components_ = components.astype(np.float32)
-        maps = zscore_maps(self.components_)
+        maps = zscore_maps(self.components_,
+                           None if self.grid_.units is None else self.grid_.present())
         self.components_img_ = self.grid_.to_img(maps)
         params = {"method": self.method, "n_components": self.n_components,
                   "random_state": self.random_state, "alpha": self.alpha,
@@ -436,7 +437,7 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
                                   random_state=self.random_state, max_iter=1000)
         self.estimator_.fit(reduced)
         maps = (vt.T @ self.estimator_.mixing_).T  # (k, neurons)
-        return maps.reshape((self.n_components,) + (self.grid_.n_layers, self.grid_.width))
+        return self.grid_.put_present(maps)
 
     def transform(self, imgs):
         """Network time series of each run: a list of (n_tokens, n_components) arrays.
@@ -450,7 +451,7 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
             raise ValueError(f"The images are on {grid!r}; the fit was on {self.grid_!r}.")
         check_token_runs(paths, "transform (network time series)")
         if self.method == "temporal_ica":
-            pinv = np.linalg.pinv(self.components_.reshape(len(self.components_), -1))
+            pinv = np.linalg.pinv(self.grid_.take_present(self.components_))
             return [_standardized(self.grid_, p) @ pinv for p in paths]
         return self.estimator_.transform([str(p) for p in paths])
 
@@ -489,7 +490,8 @@ def _effective_jobs(n_jobs):
 
 def _standardized(grid, path):
     """(n_tokens, n_neurons) of one run, each neuron z-scored over tokens."""
-    data = grid.from_img(path).reshape(-1, grid.n_neurons).astype(np.float64)
+    data = grid.take_present(grid.from_img(path)).reshape(-1, grid.n_neurons)
+    data = data.astype(np.float64)
     std = data.std(axis=0)
     std[std == 0] = 1
     return (data - data.mean(axis=0)) / std

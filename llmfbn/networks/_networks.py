@@ -18,18 +18,27 @@ DEFAULT_THRESHOLD = 3.6
 THRESHOLD_MODES = ("positive", "two_sided")
 
 
-def zscore_maps(components):
+def zscore_maps(components, present=None):
     """Z-score each component over neurons and flip its sign so the peak is positive.
 
     Parameters
     ----------
     components : array of shape (n_components, n_layers, n_units)
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid (:meth:`NeuronGrid.present`, a pruned
+        model's); the others are left out of the z-score and set to 0.
+        Default: all.
 
     Returns
     -------
     maps : float32 array of shape (n_components, n_layers, n_units)
     """
     components = np.asarray(components, dtype=np.float64)
+    if present is not None:
+        present = _check_present(present, components.shape[1:])
+        z = np.zeros(components.shape)
+        z[:, present] = zscore_maps(components[:, present][:, None, :])[:, 0]
+        return z.astype(np.float32)
     flat = components.reshape(len(components), -1)
     std = flat.std(axis=1, keepdims=True)
     std[std == 0] = 1.0
@@ -39,7 +48,16 @@ def zscore_maps(components):
     return z.reshape(components.shape).astype(np.float32)
 
 
-def threshold_maps(maps, threshold=DEFAULT_THRESHOLD, mode="positive", top_k=None):
+def _check_present(present, shape):
+    present = np.asarray(present)
+    if present.dtype != bool or present.shape != tuple(shape):
+        raise ValueError(f"'present' must be a boolean array of shape {tuple(shape)}. An array "
+                         f"of dtype {present.dtype} and shape {present.shape} was provided.")
+    return present
+
+
+def threshold_maps(maps, threshold=DEFAULT_THRESHOLD, mode="positive", top_k=None,
+                   present=None):
     """Turn z-maps into boolean network masks.
 
     Parameters
@@ -56,6 +74,9 @@ def threshold_maps(maps, threshold=DEFAULT_THRESHOLD, mode="positive", top_k=Non
     top_k : int, optional
         Instead of a threshold, keep the ``top_k`` neurons with the largest
         ``z`` (or ``|z|``) per network.
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid (a pruned model's); the others never join a
+        network. Default: all.
 
     Returns
     -------
@@ -63,6 +84,12 @@ def threshold_maps(maps, threshold=DEFAULT_THRESHOLD, mode="positive", top_k=Non
     """
     check_choice(mode, THRESHOLD_MODES, "mode")
     maps = np.asarray(maps)
+    if present is not None:
+        present = _check_present(present, maps.shape[1:])
+        masks = np.zeros(maps.shape, dtype=bool)
+        masks[:, present] = threshold_maps(maps[:, present][:, None, :], threshold=threshold,
+                                           mode=mode, top_k=top_k)[:, 0]
+        return masks
     score = np.abs(maps) if mode == "two_sided" else maps
     if top_k is not None:
         check_positive_int(top_k, "top_k")
@@ -103,6 +130,10 @@ class FunctionalNetworks:
             raise ValueError(f"'masks' must match 'maps' {maps.shape}. {masks.shape} was provided.")
         if masks.dtype != bool:
             raise TypeError(f"'masks' must be boolean. {masks.dtype} was provided.")
+        if grid.units is not None and (masks & ~grid.present()).any():
+            absent = int((masks & ~grid.present()).any(axis=0).sum())
+            raise ValueError(f"'masks' must select only neurons present on the grid of this "
+                             f"pruned model; {absent} neurons selected were removed.")
         self.maps = maps
         self.masks = masks
         self.grid = grid
@@ -113,7 +144,8 @@ class FunctionalNetworks:
     def from_maps(cls, maps, grid, threshold=DEFAULT_THRESHOLD, mode="positive",
                   top_k=None, params=None):
         """Threshold z-maps into networks (see :func:`threshold_maps`)."""
-        masks = threshold_maps(maps, threshold=threshold, mode=mode, top_k=top_k)
+        masks = threshold_maps(maps, threshold=threshold, mode=mode, top_k=top_k,
+                               present=None if grid.units is None else grid.present())
         params = dict(params or {}, threshold=threshold, threshold_mode=mode, top_k=top_k)
         return cls(maps, masks, grid, params)
 

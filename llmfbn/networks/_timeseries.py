@@ -30,7 +30,8 @@ def neuron_moments(grid, paths):
     squares = np.zeros(grid.n_neurons)
     count = 0
     for p in paths:
-        data = grid.from_img(p).reshape(-1, grid.n_neurons).astype(np.float64)
+        data = grid.take_present(grid.from_img(p)).reshape(-1, grid.n_neurons)
+        data = data.astype(np.float64)
         total += data.sum(axis=0)
         squares += (data ** 2).sum(axis=0)
         count += len(data)
@@ -74,11 +75,11 @@ def network_time_series(networks, paths, method="mean", moments=None):
                                  standardize="zscore_sample").fit()
         return [masker.transform(str(p)) for p in paths]
     mean, std = neuron_moments(grid, paths) if moments is None else moments
-    weights = networks.masks.reshape(len(networks), -1).T.astype(np.float64)
+    weights = grid.take_present(networks.masks).T.astype(np.float64)
     weights /= np.maximum(weights.sum(axis=0, keepdims=True), 1)
     series = []
     for p in paths:
-        data = grid.from_img(p).reshape(-1, grid.n_neurons)
+        data = grid.take_present(grid.from_img(p)).reshape(-1, grid.n_neurons)
         series.append(((data - mean) / std) @ weights)
     return series
 

@@ -27,7 +27,13 @@ from llmfbn.networks import LeakageWarning, source_files
 from llmfbn.pruning._calibration import CalibrationStats, calibration_stats
 from llmfbn.pruning._calibration import bias_compensation as compensation_shifts
 from llmfbn.pruning._remove import remove_neurons
-from llmfbn.pruning._scores import CALIBRATED, METHODS, _load_networks, score_neurons
+from llmfbn.pruning._scores import (
+    CALIBRATED,
+    METHODS,
+    _load_networks,
+    check_unpruned,
+    score_neurons,
+)
 from llmfbn.pruning._select import check_protect_layers, check_ratio, select_neurons
 
 __all__ = ["BIAS_COMPENSATION", "PrunedModel", "prune"]
@@ -195,7 +201,8 @@ def prune(model, method, ratio, out_dir, networks=None, calibration=None, random
     out_dir = Path(out_dir)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, verbose=verbose)
     location = locate_neurons(loaded.model)
-    n_layers, width = location.n_layers, location.n_units  # refuses a model already pruned
+    check_unpruned(location, loaded)
+    n_layers, width = location.n_layers, location.n_units
     protected = check_protect_layers(protect_layers, n_layers)
     select_neurons(np.zeros((n_layers, width)), ratio, protected)  # the ratio fits the layers
     if networks is not None:

@@ -38,6 +38,7 @@ import copy
 import numpy as np
 
 from llmfbn.models import LoadedModel, locate_neurons
+from llmfbn.models._architectures import mark_pruned
 from llmfbn.models._shrink import shrink_mlp
 
 __all__ = ["kept_indices", "remove_neurons"]
@@ -102,14 +103,24 @@ def remove_neurons(loaded, keep, bias=None):
     LoadedModel
         The pruned copy (same tokenizer, device and dtype); ``weights_hash``
         is None until it is saved, ``extra["pruned_from"]`` names the source
-        model and ``extra["layer_widths"]`` the per-layer widths.
+        model and ``extra["layer_widths"]`` the per-layer widths. The model is
+        marked with the source units it kept (as ``load_model`` marks a
+        pruned folder; for a model already pruned, units of its source), so
+        its neurons sit on the source model's grid.
     """
     if not isinstance(loaded, LoadedModel):
         raise TypeError(f"'loaded' must be a LoadedModel. {type(loaded).__name__} was "
                         f"provided.")
     indices = kept_indices(loaded, keep)
+    location = locate_neurons(loaded.model)
+    if location.pruned:  # kept columns of a pruned model -> units of its source
+        kept = [units[index] for units, index in zip(location.units, indices)]
+        source_widths = location.source_layer_widths
+    else:
+        kept, source_widths = indices, location.layer_widths
     model = copy.deepcopy(loaded.model)
     shrink_mlp(model, indices, bias=bias)
+    mark_pruned(model, kept, source_widths)
     model.eval()
     widths = [int(len(i)) for i in indices]
     extra = {"pruned_from": {"name": loaded.name, "weights_hash": loaded.weights_hash},

@@ -197,6 +197,16 @@ def standardize_layers(metric):
 
 # -- checks -------------------------------------------------------------------
 
+def check_unpruned(location, loaded):
+    """Refuse a model that was already pruned, in one line (prune its source model)."""
+    if location.pruned:
+        removed = sum(location.source_layer_widths) - sum(location.layer_widths)
+        raise ValueError(
+            f"'model' must be a model that was not pruned. {loaded.name!r} is already pruned "
+            f"({removed} of its source model's {sum(location.source_layer_widths)} MLP neurons "
+            f"removed): prune the source model instead, with the total ratio.")
+
+
 def _model_grid(loaded):
     location = locate_neurons(loaded.model)
     return NeuronGrid(location.n_layers, location.n_units, model=loaded.name, signal="mlp",
@@ -313,6 +323,7 @@ def score_neurons(loaded, method, networks=None, calibration=None, max_tokens=No
         raise TypeError(f"'loaded' must be a LoadedModel. {type(loaded).__name__} was provided.")
     check_score_params(method, networks, calibration, random_state)
     location = locate_neurons(loaded.model)
+    check_unpruned(location, loaded)
     shape = (location.n_layers, location.n_units)
     details = {"selection": SELECTION[method], "metric": METRICS[method]}
     record = None

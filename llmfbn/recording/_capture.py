@@ -44,6 +44,16 @@ class ActivationRecorder:
         Model layers to record, in increasing order. Default: all.
     stop_early : bool, default True
         End the forward pass after the last recorded layer.
+
+    Attributes
+    ----------
+    width : int
+        Values per layer and token: the grid's width.
+    units : list of int64 arrays, or None
+        Signal ``"mlp"`` of a pruned model: per recorded layer, the source
+        unit of each of its neurons. Its activations are placed at those
+        units of the source model's grid (``width`` of the source model);
+        the removed neurons are 0. None otherwise.
     """
 
     def __init__(self, model, signal="mlp", layers=None, stop_early=True):
@@ -63,17 +73,33 @@ class ActivationRecorder:
         if self.layers != sorted(set(self.layers)):
             raise ValueError(f"'layers' must be increasing and unique. {self.layers} was provided.")
         self.width = self.location.signal_width(signal)
+        self.units = None
+        if signal == "mlp" and self.location.pruned:
+            self.units = [self.location.units[layer] for layer in self.layers]
+        self._columns = {}  # (slot, device) -> LongTensor of grid units
         self.stop_early = stop_early
         self._hooks = None
         self._buffer = None
         self._filled = None
+
+    def _grid_units(self, slot, device):
+        key = (slot, device)
+        if key not in self._columns:
+            self._columns[key] = torch.tensor(self.units[slot].tolist(), dtype=torch.long,
+                                              device=device)
+        return self._columns[key]
 
     def _make_hook(self, slot, on, is_last):
         def store(tensor):
             batch, seq = self._buffer.shape[:2]
             # Some models (OPT) flatten (batch, seq) before the MLP. The copy
             # into the float32 buffer casts a bfloat16/float16 signal in place.
-            self._buffer[:, :, slot, :] = tensor.reshape(batch, seq, -1)
+            values = tensor.reshape(batch, seq, -1)
+            if self.units is None:
+                self._buffer[:, :, slot, :] = values
+            else:  # a pruned layer's neurons, at their source units (the rest stay 0)
+                index = self._grid_units(slot, self._buffer.device)
+                self._buffer[:, :, slot, :].index_copy_(2, index, values.to(self._buffer.dtype))
             self._filled[slot] = True
             if is_last and self.stop_early:
                 raise StopForward
@@ -128,8 +154,9 @@ class ActivationRecorder:
             raise RuntimeError("Use ActivationRecorder inside a `with` block.")
         input_ids, attention_mask = pad_batch(token_ids, pad_id)
         device = next(self.model.parameters()).device
-        # Every slot is written by its hook (checked below): no need to zero.
-        self._buffer = torch.empty(
+        # Every slot is written by its hook (checked below): no need to zero, unless
+        # a pruned model's layers fill only their neurons' units.
+        self._buffer = (torch.empty if self.units is None else torch.zeros)(
             input_ids.shape + (len(self.layers), self.width), dtype=torch.float32,
             device=device,
         )

@@ -428,13 +428,16 @@ def model_info(loaded, recorder):
     -------
     dict
         ``name``, ``source``, ``weights_hash``, ``architecture``, ``layers``
-        (recorded), ``width``, ``model_layers`` (all of the model's) and
-        ``weights_dtype``.
+        (recorded), ``width``, ``model_layers`` (all of the model's),
+        ``weights_dtype`` and ``units`` (signal ``"mlp"`` of a pruned model:
+        per recorded layer, the source units of its neurons; else None).
     """
+    units = None if recorder.units is None else [u.tolist() for u in recorder.units]
     return {"name": loaded.name, "source": loaded.source, "weights_hash": loaded.weights_hash,
             "architecture": recorder.location.model_type, "layers": list(recorder.layers),
             "width": recorder.width, "model_layers": recorder.location.n_layers,
-            "weights_dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch.")}
+            "weights_dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch."),
+            "units": units}
 
 
 class InProcess:
@@ -529,7 +532,8 @@ def _record(engine, textset, out_dir, task, subject, signal, max_tokens, batch_s
             f"long): batch_memory={batch_memory!r} at {len(layers)} x {width} float32 values "
             f"per token.", verbose)
     grid = NeuronGrid(len(layers), width, layers=layers, model=info["name"], signal=signal,
-                      weights_hash=info["weights_hash"], model_layers=info["model_layers"])
+                      weights_hash=info["weights_hash"], model_layers=info["model_layers"],
+                      units=info.get("units"))
     identity = {"model": info["name"], "weights_hash": info["weights_hash"],
                 "signal": signal, "architecture": info["architecture"],
                 "model_dtype": info["weights_dtype"], "reduction": reduction}
@@ -623,12 +627,28 @@ class _TokenRuns:
 
 
 class _ReducedRuns(_TokenRuns):
-    """Feeds each piece into its run's :class:`RunReducer` at once; writes K volumes."""
+    """Feeds each piece into its run's :class:`RunReducer` at once; writes K volumes.
+
+    Only the grid's neurons enter the reduction (a pruned model's removed
+    neurons are outside the mask, as nilearn's masker leaves them out); they
+    are 0 in the written components.
+    """
 
     def __init__(self, layout, grid, tokenizer, dtype, sidecar, reduction):
         super().__init__(layout, grid, tokenizer, dtype, sidecar, reduction)
         self.reduction = reduction
         self.reducers = {}
+        self._present = {}  # device -> bool tensor (n_layers, width), pruned grids only
+
+    def _neurons(self, act):
+        """(n_tokens, n_neurons): the tokens' values of the grid's (present) neurons."""
+        if self.grid.units is None:
+            return act.reshape(len(act), -1)
+        present = self._present.get(act.device)
+        if present is None:
+            present = self._present[act.device] = torch.as_tensor(
+                self.grid.present(), device=act.device)
+        return act[:, present]
 
     def add(self, run, act):
         _check_finite(act, run)
@@ -638,13 +658,12 @@ class _ReducedRuns(_TokenRuns):
                 self.grid.n_neurons, self.reduction["n_components"],
                 sketch_rows=self.reduction["sketch_rows"],
                 block_rows=self.reduction["block_rows"], device=act.device)
-        reducer.update(act.reshape(len(act), -1))
+        reducer.update(self._neurons(act))
         return True  # the piece is in the sketch; its tokens are not kept
 
     def finish(self, run, parts):
         components, info = self.reducers.pop(run.number).finalize()
-        k = self.reduction["n_components"]
-        data = components.reshape((k, self.grid.n_layers, self.grid.width))
+        data = self.grid.put_present(components)
         sidecar = dict(self.sidecar)
         sidecar.update(_run_fields(run))
         sidecar["Reduction"] = {
