@@ -791,3 +791,52 @@ def test_one_times_chance_in_cli_json_report_and_figure(tmp_path, capsys):
     assert "×" not in "".join(t.get_text() for t in corr_axes.texts)
     assert f'<td class="num">{corr_doc["summary"]["median_z"]:.4g}</td>' in html
     assert "<th>median z (r)</th>" in html and "x chance" in html
+
+
+# ---------------------------------------------------------------------------
+# Dense grids: the numbers of before `present` (pruned grids), same seeds
+# ---------------------------------------------------------------------------
+
+
+def test_dense_nulls_are_unchanged_for_fixed_seeds():
+    """Values computed with llmfbn before ``present`` existed (commit 665d944)."""
+    import hashlib
+
+    def digest(array):
+        return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+    rng = np.random.default_rng(7)
+    masks_a = rng.random((4, 5, 40)) < 0.15
+    masks_b = rng.random((3, 5, 40)) < 0.25
+    maps_a = rng.standard_normal((4, 5, 40))
+    maps_b = rng.standard_normal((3, 5, 40))
+    drawn = random_masks_like(masks_a, 6, random_state=3)
+    assert digest(drawn) == "efc8234811fe0702"
+    assert np.flatnonzero(drawn.ravel())[:6].tolist() == [5, 7, 21, 22, 31, 40]
+    report = null_matched_iou(masks_a, masks_b, n_draws=50, random_state=11)
+    assert digest(report.null) == "5656d2761d4ba576"
+    assert report.null.sum() == pytest.approx(16.517542310980673, rel=1e-12)
+    report = null_matched_correlation(maps_a, maps_b, n_draws=50, random_state=11)
+    assert report.pairs == [(0, 2), (2, 0), (3, 1)]
+    assert report.null.sum() == pytest.approx(0.5815461624726144, rel=1e-9)
+    np.testing.assert_allclose(report.null[:, 0], [0.08259678699897198, -0.029693516397813462,
+                                                   -0.07175568861491748], rtol=1e-9)
+    report = null_matched_correlation(maps_a, maps_b, n_draws=50, metric="abs_correlation",
+                                      random_state=5)
+    assert report.null.sum() == pytest.approx(8.233030948667743, rel=1e-9)
+    np.testing.assert_allclose(spatial_correlation(maps_a, maps_b)[0],
+                               [-0.04998834411939085, -0.03916754770927652, 0.1379998652756338],
+                               rtol=1e-9)
+    quality = stability([maps_a, maps_b + maps_a[:3]]).quality
+    np.testing.assert_allclose(quality[:3], [0.6879907991280202, 0.6634160172800506,
+                                             0.6305857404229416], rtol=1e-9)
+    from llmfbn.grid import NeuronGrid
+    from llmfbn.networks import FunctionalNetworks, compare_networks
+
+    grid = NeuronGrid(2, 16, model="m", signal="mlp")
+    a, b = (FunctionalNetworks.from_maps(
+        np.random.default_rng(seed).standard_normal((3, 2, 16)).astype(np.float32), grid,
+        threshold=1.0) for seed in (0, 1))
+    pair = compare_networks([a, b], n_draws=20).pairs[0]
+    assert pair.iou.null.sum() == pytest.approx(2.7055555555555557, rel=1e-12)
+    assert pair.correlation.null.sum() == pytest.approx(-0.6488722915641305, rel=1e-6)

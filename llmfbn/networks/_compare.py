@@ -82,6 +82,11 @@ def compare_networks(networks_list, names=None, n_draws=200, recurrence_threshol
     (:func:`null_matched_correlation`); recurrence counts how many sets hold
     a match of each network of the first set.
 
+    On the grids of a pruned model (:attr:`NeuronGrid.pruned`), the random
+    networks and permutations of the nulls stay among the present neurons of
+    each layer and correlations are over those neurons only
+    (``present=grid.present()``), as for the model's own, dense arrays.
+
     Parameters
     ----------
     networks_list : list of FunctionalNetworks
@@ -117,14 +122,18 @@ def compare_networks(networks_list, names=None, n_draws=200, recurrence_threshol
     for name, nets in zip(names[1:], networks_list[1:]):
         nets.grid.check_compatible(first.grid, names=(f"the networks of {name}",
                                                       f"those of {names[0]}"))
+    # compatible grids have the same neurons present (check_compatible)
+    present = first.grid.present() if first.grid.pruned else None
     pairs = []
     for i in range(len(networks_list)):
         for j in range(i + 1, len(networks_list)):
             a, b = networks_list[i], networks_list[j]
             pairs.append(PairComparison(
                 names[i], names[j],
-                null_matched_iou(a.masks, b.masks, n_draws=n_draws, random_state=random_state),
+                null_matched_iou(a.masks, b.masks, n_draws=n_draws, random_state=random_state,
+                                 present=present),
                 null_matched_correlation(a.maps, b.maps, n_draws=n_draws,
-                                         random_state=random_state)))
-    rec = recurrence([n.masks for n in networks_list], threshold=recurrence_threshold)
+                                         random_state=random_state, present=present)))
+    rec = recurrence([n.masks for n in networks_list], threshold=recurrence_threshold,
+                     present=present)
     return NetworkComparison(names, pairs, rec, n_draws, float(recurrence_threshold))

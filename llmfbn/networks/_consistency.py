@@ -11,6 +11,14 @@ Null models preserve the size of a network *and its count of neurons in each
 layer*: a network concentrated in a few layers is compared with random sets
 concentrated in the same layers, never with sets spread over the whole model.
 
+On the grid of a pruned model (:attr:`NeuronGrid.pruned`) some units of a
+layer were removed: pass ``present`` (:meth:`NeuronGrid.present`, bool array
+of shape (n_layers, n_units)) and random sets are drawn among the present
+units of each layer only, correlations are computed over the present neurons
+only, and masks or maps holding a removed neuron are refused. The results
+are those of the same arrays with the removed units cut out. ``present=None``
+(or every unit present) is a dense grid.
+
 Needs numpy, scipy and scikit-learn only (no torch, no nilearn).
 """
 
@@ -93,6 +101,41 @@ def _check_maps(maps, name):
     return maps
 
 
+def _check_present(present, shape=None):
+    """``present`` as a bool array of ``shape`` (n_layers, n_units); None when every unit is.
+
+    ``shape=None`` checks the type and the number of axes only.
+    """
+    if present is None:
+        return None
+    present = np.asarray(present)
+    if present.dtype != bool:
+        raise TypeError(
+            f"'present' must be None or a boolean array of shape (n_layers, n_units). "
+            f"An array of dtype {present.dtype} was provided."
+        )
+    if present.ndim != 2 or (shape is not None and present.shape != tuple(shape)):
+        expected = "(n_layers, n_units)" if shape is None else str(tuple(shape))
+        raise ValueError(
+            f"'present' must have the grid's shape {expected}. An array of shape "
+            f"{present.shape} was provided."
+        )
+    return None if present.all() else present
+
+
+def _check_claims(values, present, name):
+    """Refuse masks or maps that hold a neuron outside ``present`` (a removed one)."""
+    if present is None:
+        return
+    held = int((values[:, ~present] != 0).any(axis=0).sum())
+    if held and values.dtype == bool:
+        raise ValueError(f"'{name}' must select only neurons present on the grid ('present'); "
+                         f"it selects {held} removed neurons.")
+    if held:
+        raise ValueError(f"'{name}' must be 0 on the neurons removed from the grid ('present' "
+                         f"False); it is nonzero on {held} of them.")
+
+
 def _check_same_grid(a, b):
     if a.shape[1:] != b.shape[1:]:
         raise ValueError(
@@ -100,17 +143,23 @@ def _check_same_grid(a, b):
         )
 
 
-def _check_inputs(a, b, metric, names=("a", "b")):
-    """Validate a pair of network sets for ``metric``; return them as arrays."""
+def _check_inputs(a, b, metric, names=("a", "b"), present=None):
+    """Validate a pair of network sets (and ``present``) for ``metric``.
+
+    Returns ``(a, b, present)``, with ``present`` None on a dense grid.
+    """
     check_choice(metric, METRICS, "metric")
     check = _check_masks if metric == "iou" else _check_maps
     a, b = check(a, names[0]), check(b, names[1])
     _check_same_grid(a, b)
-    return a, b
+    present = _check_present(present, a.shape[1:])
+    _check_claims(a, present, names[0])
+    _check_claims(b, present, names[1])
+    return a, b, present
 
 
-def _check_sets(network_sets, metric, name="network_sets", minimum=2):
-    """Validate a list of network sets on one grid."""
+def _check_sets(network_sets, metric, name="network_sets", minimum=2, present=None):
+    """Validate network sets on one grid, none holding a removed neuron; ``(sets, present)``."""
     if not hasattr(network_sets, "__len__"):
         raise TypeError(
             f"'{name}' must be a list of arrays of shape (n_networks, n_layers, "
@@ -125,7 +174,10 @@ def _check_sets(network_sets, metric, name="network_sets", minimum=2):
     sets = [check(s, f"{name}[{k}]") for k, s in enumerate(network_sets)]
     for s in sets[1:]:
         _check_same_grid(sets[0], s)
-    return sets
+    present = _check_present(present, sets[0].shape[1:])
+    for k, s in enumerate(sets):
+        _check_claims(s, present, f"{name}[{k}]")
+    return sets, present
 
 
 def _check_reference(reference, n_sets):
@@ -169,55 +221,71 @@ def _iou_from_counts(intersection, size_a, size_b):
     )
 
 
-def iou(masks_a, masks_b):
+def iou(masks_a, masks_b, present=None):
     """Intersection over union between every pair of networks.
 
     Parameters
     ----------
     masks_a : bool array of shape (n_a, n_layers, n_units)
     masks_b : bool array of shape (n_b, n_layers, n_units)
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid (:meth:`NeuronGrid.present` of a pruned
+        model's grid); masks selecting another are refused. Default None:
+        every neuron.
 
     Returns
     -------
     scores : float array of shape (n_a, n_b)
         ``|A_i & B_j| / |A_i | B_j|``; 0 when both networks are empty.
     """
-    masks_a, masks_b = _check_inputs(masks_a, masks_b, "iou", ("masks_a", "masks_b"))
+    masks_a, masks_b, _ = _check_inputs(masks_a, masks_b, "iou", ("masks_a", "masks_b"),
+                                        present)
     flat_a = masks_a.reshape(len(masks_a), -1).astype(np.float64)
     flat_b = masks_b.reshape(len(masks_b), -1).astype(np.float64)
     intersection = flat_a @ flat_b.T  # exact integers below 2**53 neurons
     return _iou_from_counts(intersection, flat_a.sum(1)[:, None], flat_b.sum(1)[None, :])
 
 
-def _standardize(maps):
-    """Rows centred and scaled to unit norm, shape (n, n_neurons); constant rows are 0."""
-    flat = maps.reshape(len(maps), -1).astype(np.float64)
+def _standardize(maps, present=None):
+    """Rows centred and scaled to unit norm, shape (n, n_neurons); constant rows are 0.
+
+    With ``present``, over the present neurons only, in neuron order (layer by
+    layer): the columns of the arrays with the removed units cut out.
+    """
+    flat = maps.reshape(len(maps), -1) if present is None else maps[:, present]
+    flat = flat.astype(np.float64)
     flat = flat - flat.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(flat, axis=1, keepdims=True)
     return np.divide(flat, norm, out=np.zeros_like(flat), where=norm > 0)
 
 
-def spatial_correlation(maps_a, maps_b):
+def spatial_correlation(maps_a, maps_b, present=None):
     """Pearson correlation between every pair of flattened maps.
 
     Parameters
     ----------
     maps_a : float array of shape (n_a, n_layers, n_units)
     maps_b : float array of shape (n_b, n_layers, n_units)
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid (:meth:`NeuronGrid.present` of a pruned
+        model's grid): the correlation is over these only (removed neurons,
+        0 in both maps, would inflate it); maps nonzero elsewhere are
+        refused. Default None: every neuron.
 
     Returns
     -------
     correlation : float array of shape (n_a, n_b)
-        Correlation over all neurons; 0 for a constant map.
+        Correlation over all (present) neurons; 0 for a constant map.
     """
-    maps_a, maps_b = _check_inputs(maps_a, maps_b, "correlation", ("maps_a", "maps_b"))
-    return np.clip(_standardize(maps_a) @ _standardize(maps_b).T, -1.0, 1.0)
+    maps_a, maps_b, present = _check_inputs(maps_a, maps_b, "correlation",
+                                            ("maps_a", "maps_b"), present)
+    return np.clip(_standardize(maps_a, present) @ _standardize(maps_b, present).T, -1.0, 1.0)
 
 
-def _score_matrix(a, b, metric):
+def _score_matrix(a, b, metric, present=None):
     if metric == "iou":
-        return iou(a, b)
-    corr = spatial_correlation(a, b)
+        return iou(a, b, present)
+    corr = spatial_correlation(a, b, present)
     return np.abs(corr) if metric == "abs_correlation" else corr
 
 
@@ -247,7 +315,7 @@ class Matching:
     metric: str = "iou"
 
 
-def match_networks(a, b, metric="iou"):
+def match_networks(a, b, metric="iou", present=None):
     """Match networks one to one, maximising the total score (Hungarian algorithm).
 
     Parameters
@@ -258,13 +326,21 @@ def match_networks(a, b, metric="iou"):
     metric : {"iou", "correlation", "abs_correlation"}, default "iou"
         Intersection over union of masks, Pearson correlation of maps, or its
         absolute value (for maps whose sign is arbitrary).
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid of a pruned model (see :func:`spatial_correlation`).
+        Default None: every neuron.
 
     Returns
     -------
     matching : Matching
     """
-    a, b = _check_inputs(a, b, metric)
-    score_matrix = _score_matrix(a, b, metric)
+    return _match(a, b, metric, present, ("a", "b"))
+
+
+def _match(a, b, metric, present, names):
+    """:func:`match_networks`, naming the arguments ``names`` in its messages."""
+    a, b, present = _check_inputs(a, b, metric, names, present)
+    score_matrix = _score_matrix(a, b, metric, present)
     rows, cols = linear_sum_assignment(score_matrix, maximize=True)
     pairs = [(int(i), int(j)) for i, j in zip(rows, cols)]
     return Matching(pairs, score_matrix[rows, cols].copy(), score_matrix, metric)
@@ -322,7 +398,45 @@ def _draw_sets(counts, n_units, n_draws, rng):
     return out
 
 
-def random_masks_like(masks, n_draws, random_state=None):
+def _layer_groups(present):
+    """Layers grouped by their count of present units, smallest count first.
+
+    Yields ``(layers, columns)`` for each count ``m > 0``: ``layers`` an int
+    array of shape (n_group,), ``columns`` an int array of shape (n_group, m),
+    the positions of those layers' present units in neuron order (the
+    columns of ``maps[:, present]``).
+    """
+    sizes = present.sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for size in np.unique(sizes[sizes > 0]):
+        layers = np.flatnonzero(sizes == size)
+        yield layers, offsets[layers][:, None] + np.arange(size)
+
+
+def _draw_present(counts, present, n_draws, rng):
+    """Random sets among the present units of each layer (:func:`_draw_sets` per group).
+
+    ``counts`` has shape (n_networks, n_layers); returns a bool array of shape
+    (n_draws, n_networks, n_layers, n_units). The layers of each group of
+    :func:`_layer_groups` (``m`` units present) draw subsets of ``range(m)``,
+    then placed on their present units in order: each set is uniform among
+    its layer's present units, independently for every draw, network and
+    layer. When every layer has ``m`` units present, the draws are exactly
+    those of the arrays with the removed units cut out.
+    """
+    n_networks = len(counts)
+    n_layers, n_units = present.shape
+    units = np.nonzero(present)[1]  # unit of each present neuron, in neuron order
+    out = np.zeros((n_draws, n_networks, n_layers, n_units), dtype=bool)
+    for layers, columns in _layer_groups(present):
+        size = columns.shape[1]
+        drawn = _draw_sets(counts[:, layers], size, n_draws, rng)
+        out[:, :, layers[:, None], units[columns]] = drawn.reshape(
+            n_draws, n_networks, len(layers), size)
+    return out
+
+
+def random_masks_like(masks, n_draws, random_state=None, present=None):
     """Random networks with the same number of neurons in each layer.
 
     For every network and layer, as many units as the network has in that
@@ -335,6 +449,10 @@ def random_masks_like(masks, n_draws, random_state=None):
     n_draws : int
         Number of random sets per network (>= 1).
     random_state : int, RandomState instance or None, default None
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid of a pruned model (:meth:`NeuronGrid.present`):
+        units are drawn among the present units of each layer only; masks
+        selecting a removed neuron are refused. Default None: every unit.
 
     Returns
     -------
@@ -343,8 +461,12 @@ def random_masks_like(masks, n_draws, random_state=None):
     """
     masks = _check_masks(masks, "masks")
     check_positive_int(n_draws, "n_draws")
+    present = _check_present(present, masks.shape[1:])
+    _check_claims(masks, present, "masks")
     rng = _generator(random_state)
     n_networks, n_layers, n_units = masks.shape
+    if present is not None:
+        return _draw_present(masks.sum(axis=-1), present, n_draws, rng)
     drawn = _draw_sets(masks.sum(axis=-1), n_units, n_draws, rng)
     return drawn.reshape(n_draws, n_networks, n_layers, n_units)
 
@@ -564,7 +686,7 @@ def format_times_chance(value):
     return f"{value:.3g}× chance"
 
 
-def null_matched_iou(masks_a, masks_b, n_draws=100, random_state=None):
+def null_matched_iou(masks_a, masks_b, n_draws=100, random_state=None, present=None):
     """IoU of matched networks against size- and layer-matched random networks.
 
     Networks are matched on IoU (:func:`match_networks`). For a pair
@@ -572,7 +694,8 @@ def null_matched_iou(masks_a, masks_b, n_draws=100, random_state=None):
     with the same count of neurons in every layer (as
     :func:`random_masks_like`) and computes their IoU. Within a layer, the
     overlap of two independent uniform sets of sizes ``k_a`` and ``k_b`` out
-    of ``n_units`` is hypergeometric, so it is sampled directly: this is
+    of its ``n`` units (present units with ``present``) is hypergeometric,
+    so it is sampled directly: this is
     exactly the distribution of intersecting two ``random_masks_like`` draws
     (and also of one fixed and one random network), at a cost of
     ``n_layers`` numbers per draw.
@@ -583,16 +706,23 @@ def null_matched_iou(masks_a, masks_b, n_draws=100, random_state=None):
     masks_b : bool array of shape (n_b, n_layers, n_units)
     n_draws : int, default 100
     random_state : int, RandomState instance or None, default None
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid of a pruned model (:meth:`NeuronGrid.present`):
+        random networks lie among the present units of each layer; masks
+        selecting a removed neuron are refused; the null is that of the
+        arrays with the removed units cut out. Default None: every unit.
 
     Returns
     -------
     report : MatchReport
     """
-    matching = match_networks(masks_a, masks_b, metric="iou")
-    masks_a, masks_b = np.asarray(masks_a), np.asarray(masks_b)
     check_positive_int(n_draws, "n_draws")
+    matching = _match(masks_a, masks_b, "iou", present, ("masks_a", "masks_b"))
+    masks_a, masks_b = np.asarray(masks_a), np.asarray(masks_b)
+    present = _check_present(present, masks_a.shape[1:])
     rng = _generator(random_state)
-    n_units = masks_a.shape[2]
+    # units to draw from in each layer
+    n_units = masks_a.shape[2] if present is None else present.sum(axis=1)
     rows = [i for i, _ in matching.pairs]
     cols = [j for _, j in matching.pairs]
     counts_a = masks_a[rows].sum(axis=-1)  # (n_pairs, n_layers)
@@ -605,7 +735,7 @@ def null_matched_iou(masks_a, masks_b, n_draws=100, random_state=None):
 
 
 def null_matched_correlation(maps_a, maps_b, n_draws=100, metric="correlation",
-                             random_state=None):
+                             random_state=None, present=None):
     """Correlation of matched maps against maps with neurons shuffled within layers.
 
     Maps are matched on ``metric`` (:func:`match_networks`). For a pair
@@ -622,30 +752,47 @@ def null_matched_correlation(maps_a, maps_b, n_draws=100, metric="correlation",
     n_draws : int, default 100
     metric : {"correlation", "abs_correlation"}, default "correlation"
     random_state : int, RandomState instance or None, default None
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid of a pruned model (:meth:`NeuronGrid.present`):
+        correlations are over the present neurons only, which are permuted
+        among the present units of their layer; maps nonzero on a removed
+        neuron are refused; the null is that of the arrays with the removed
+        units cut out (the same draws when every layer keeps as many units).
+        Default None: every neuron.
 
     Returns
     -------
     report : MatchReport
     """
     check_choice(metric, CORRELATION_METRICS, "metric")
-    matching = match_networks(maps_a, maps_b, metric=metric)
     check_positive_int(n_draws, "n_draws")
+    matching = _match(maps_a, maps_b, metric, present, ("maps_a", "maps_b"))
     rng = _generator(random_state)
     maps_a = np.asarray(maps_a, dtype=np.float64)
     maps_b = np.asarray(maps_b, dtype=np.float64)
-    shape = maps_a.shape[1:]
+    present = _check_present(present, maps_a.shape[1:])
     rows = [i for i, _ in matching.pairs]
     cols = [j for _, j in matching.pairs]
     # Within-layer permutations leave each flattened map's mean and norm
     # unchanged, so standardise once and correlate with a dot product.
-    za = _standardize(maps_a[rows]).reshape((len(rows),) + shape)
-    zb = _standardize(maps_b[cols]).reshape((len(cols),) + shape)
-    null = np.empty((n_draws, len(rows)))
+    za, zb = _standardize(maps_a[rows], present), _standardize(maps_b[cols], present)
+    if present is None:
+        shape = maps_a.shape[1:]
+        blocks = [(za.reshape((len(rows),) + shape), zb.reshape((len(cols),) + shape))]
+    else:  # (n_pairs, n_group, m) per group of layers with m units present
+        blocks = [(za[:, columns], zb[:, columns]) for _, columns in _layer_groups(present)]
+    null = np.zeros((n_draws, len(rows)))
     step = max(1, _CHUNK_ELEMENTS // max(za.size, 1))
     for start in range(0, n_draws, step):
         stop = min(start + step, n_draws)
-        shuffled = rng.permuted(np.broadcast_to(za, (stop - start,) + za.shape), axis=-1)
-        null[start:stop] = np.einsum("dplu,plu->dp", shuffled, zb)
+        for k, (block_a, block_b) in enumerate(blocks):
+            shuffled = rng.permuted(
+                np.broadcast_to(block_a, (stop - start,) + block_a.shape), axis=-1)
+            dot = np.einsum("dplu,plu->dp", shuffled, block_b)
+            if k == 0:
+                null[start:stop] = dot
+            else:
+                null[start:stop] += dot
     null = np.clip(null, -1.0, 1.0)
     if metric == "abs_correlation":
         null = np.abs(null)
@@ -692,7 +839,7 @@ class Recurrence:
     metric: str
 
 
-def recurrence(network_sets, reference=0, threshold=0.2, metric="iou"):
+def recurrence(network_sets, reference=0, threshold=0.2, metric="iou", present=None):
     """Count in how many network sets each reference network recurs.
 
     Each set (one per group, subject or fit; they may hold different numbers
@@ -708,13 +855,16 @@ def recurrence(network_sets, reference=0, threshold=0.2, metric="iou"):
         Index of the reference set in ``network_sets``.
     threshold : float, default 0.2
     metric : {"iou", "correlation", "abs_correlation"}, default "iou"
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid of a pruned model (see :func:`match_networks`).
+        Default None: every neuron.
 
     Returns
     -------
     result : Recurrence
     """
     check_choice(metric, METRICS, "metric")
-    sets = _check_sets(network_sets, metric)
+    sets, present = _check_sets(network_sets, metric, present=present)
     reference = _check_reference(reference, len(sets))
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
         raise TypeError(f"'threshold' must be a number. {threshold!r} was provided.")
@@ -725,9 +875,9 @@ def recurrence(network_sets, reference=0, threshold=0.2, metric="iou"):
     for k, other in enumerate(sets):
         if k == reference:
             matched[k] = np.arange(n_ref)
-            scores[k] = np.diag(_score_matrix(ref, ref, metric))
+            scores[k] = np.diag(_score_matrix(ref, ref, metric, present))
             continue
-        matching = match_networks(ref, other, metric)
+        matching = match_networks(ref, other, metric, present)
         for (i, j), score in zip(matching.pairs, matching.scores):
             matched[k, i] = j
             scores[k, i] = score
@@ -746,6 +896,11 @@ def recurrence(network_sets, reference=0, threshold=0.2, metric="iou"):
         threshold=float(threshold),
         metric=metric,
     )
+
+
+def _neurons(values, present):
+    """One map ``(n_layers, n_units)`` as a flat array of its (present) neurons."""
+    return values.ravel() if present is None else values[present]
 
 
 @dataclass
@@ -775,7 +930,7 @@ class GroupTemplate:
 
 
 def group_template(network_sets, maps_sets=None, reference=0, min_fraction=0.5,
-                   threshold=0.2):
+                   threshold=0.2, present=None):
     """Consensus networks for the reference networks that recur across sets.
 
     Networks are matched on IoU to the reference set (:func:`recurrence`).
@@ -795,16 +950,22 @@ def group_template(network_sets, maps_sets=None, reference=0, min_fraction=0.5,
         Between 0 and 1.
     threshold : float, default 0.2
         IoU at which a match counts as a recurrence.
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid of a pruned model (:meth:`NeuronGrid.present`):
+        masks or maps holding another are refused, and maps are sign-aligned
+        on the present neurons. Default None: every neuron.
 
     Returns
     -------
     template : GroupTemplate
     """
-    rec = recurrence(network_sets, reference=reference, threshold=threshold, metric="iou")
+    rec = recurrence(network_sets, reference=reference, threshold=threshold, metric="iou",
+                     present=present)
     min_fraction = _check_fraction(min_fraction, "min_fraction")
     sets = [np.asarray(s) for s in network_sets]
     if maps_sets is not None:
-        maps_sets = _check_sets(maps_sets, "correlation", name="maps_sets", minimum=1)
+        maps_sets, present = _check_sets(maps_sets, "correlation", name="maps_sets", minimum=1,
+                                         present=present)
         if len(maps_sets) != len(sets):
             raise ValueError(
                 f"'maps_sets' must hold one entry per network set ({len(sets)}). "
@@ -827,11 +988,12 @@ def group_template(network_sets, maps_sets=None, reference=0, min_fraction=0.5,
         votes = np.sum([sets[k][j] for k, j in members], axis=0)
         template_masks[t] = 2 * votes >= len(members)
         if maps_sets is not None:
-            ref_map = maps_sets[rec.reference][i].ravel()
+            ref_map = _neurons(maps_sets[rec.reference][i], present)
             total = np.zeros(grid)
             for k, j in members:
                 member = maps_sets[k][j]
-                sign = -1.0 if np.dot(member.ravel() - member.mean(), ref_map) < 0 else 1.0
+                values = _neurons(member, present)
+                sign = -1.0 if np.dot(values - values.mean(), ref_map) < 0 else 1.0
                 total += sign * member
             template_maps[t] = total / len(members)
     return GroupTemplate(template_masks, template_maps, keep, rec.fraction[keep], n_matched)
@@ -900,7 +1062,7 @@ def _cluster_quality(similarity, labels, n_clusters):
     return quality
 
 
-def stability(maps_list, n_clusters=None, random_state=None):
+def stability(maps_list, n_clusters=None, random_state=None, present=None):
     """Cluster components from several fits and rate each cluster (ICASSO).
 
     All components are pooled and compared with the absolute Pearson
@@ -918,12 +1080,16 @@ def stability(maps_list, n_clusters=None, random_state=None):
     random_state : None
         Accepted for a uniform signature; average-linkage clustering is
         deterministic, so it is unused.
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid of a pruned model (:meth:`NeuronGrid.present`):
+        correlations are over these only; maps nonzero elsewhere are
+        refused. Default None: every neuron.
 
     Returns
     -------
     result : Stability
     """
-    fits = _check_sets(maps_list, "correlation", name="maps_list")
+    fits, present = _check_sets(maps_list, "correlation", name="maps_list", present=present)
     n_pooled = sum(len(f) for f in fits)
     if n_clusters is None:
         n_clusters = len(fits[0])
@@ -937,7 +1103,7 @@ def stability(maps_list, n_clusters=None, random_state=None):
     pooled_index = np.array(
         [(k, c) for k, f in enumerate(fits) for c in range(len(f))], dtype=np.int64
     )
-    z = _standardize(pooled)
+    z = _standardize(pooled, present)
     corr = np.clip(z @ z.T, -1.0, 1.0)
     similarity = np.abs(corr)
     np.fill_diagonal(similarity, 1.0)
@@ -1023,7 +1189,7 @@ class SplitHalf:
 
 
 def split_half(fit_fn, runs, n_splits=1, n_draws=100, metric="correlation",
-               random_state=None):
+               random_state=None, present=None):
     """Fit networks on two random halves of the runs and compare them.
 
     Parameters
@@ -1044,6 +1210,10 @@ def split_half(fit_fn, runs, n_splits=1, n_draws=100, metric="correlation",
         Map similarity for the correlation report.
     random_state : int, RandomState instance or None, default None
         Seeds the splits and the null draws.
+    present : bool array of shape (n_layers, n_units), optional
+        The neurons on the grid of a pruned model (:meth:`NeuronGrid.present`),
+        for both nulls (see :func:`null_matched_iou`,
+        :func:`null_matched_correlation`). Default None: every neuron.
 
     Returns
     -------
@@ -1058,6 +1228,7 @@ def split_half(fit_fn, runs, n_splits=1, n_draws=100, metric="correlation",
     check_positive_int(n_splits, "n_splits")
     check_positive_int(n_draws, "n_draws")
     check_choice(metric, CORRELATION_METRICS, "metric")
+    _check_present(present)  # type and axes now, the shape once the fits give the grid
     rng = _generator(random_state)
     results = []
     for _ in range(n_splits):
@@ -1074,9 +1245,11 @@ def split_half(fit_fn, runs, n_splits=1, n_draws=100, metric="correlation",
             fitted.append(out)
         (masks_1, maps_1), (masks_2, maps_2) = fitted
         results.append(SplitHalf(
-            iou=null_matched_iou(masks_1, masks_2, n_draws=n_draws, random_state=rng),
+            iou=null_matched_iou(masks_1, masks_2, n_draws=n_draws, random_state=rng,
+                                 present=present),
             correlation=null_matched_correlation(
-                maps_1, maps_2, n_draws=n_draws, metric=metric, random_state=rng
+                maps_1, maps_2, n_draws=n_draws, metric=metric, random_state=rng,
+                present=present,
             ),
             halves=halves,
         ))

@@ -512,10 +512,11 @@ def split_half_reproducibility(recording, n_splits=1, n_draws=100, random_state=
     """
     from llmfbn.networks._consistency import split_half
 
-    paths, _ = find_recording_images(recording, task=estimator_params.pop("task", None))
+    paths, grid = find_recording_images(recording, task=estimator_params.pop("task", None))
 
     def fit(runs):
         est = NetworkDecomposition(random_state=random_state, **estimator_params).fit(list(runs))
         return est.networks_.masks, est.networks_.maps
 
-    return split_half(fit, paths, n_splits=n_splits, n_draws=n_draws, random_state=random_state)
+    return split_half(fit, paths, n_splits=n_splits, n_draws=n_draws, random_state=random_state,
+                      present=grid.present() if grid.pruned else None)
