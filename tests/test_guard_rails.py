@@ -22,8 +22,9 @@ from llmfbn.networks import NetworkDecomposition
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-SUBPACKAGES = ("cli", "datasets", "evaluation", "glm", "grid", "hooks", "intervention", "io",
-               "models", "networks", "plotting", "recording", "reports")
+SUBPACKAGES = ("cli", "cluster", "datasets", "evaluation", "fingerprint", "glm", "grid", "hooks",
+               "intervention", "io", "models", "networks", "plotting", "pruning", "recording",
+               "reports")
 
 
 def _tool(name):

@@ -1,5 +1,5 @@
 """Command line: ``llmfbn record | networks | consistency | glm | evaluate | intervene |
-prune | report | models | demo``.
+prune | fingerprint | report | models | demo``.
 
 One module per group of commands. Bad input ends with one line
 ``llmfbn: error: ...`` and exit status 2, never a traceback. Importing this
@@ -13,6 +13,7 @@ import sys
 import warnings
 
 from llmfbn import __version__
+from llmfbn.cli._fingerprint import add_fingerprint_parser
 from llmfbn.cli._glm import add_glm_parser
 from llmfbn.cli._info import add_info_parsers
 from llmfbn.cli._intervene import add_intervention_parsers
@@ -42,6 +43,7 @@ def build_parser():
     add_glm_parser(subparsers)
     add_intervention_parsers(subparsers)
     add_prune_parser(subparsers)
+    add_fingerprint_parser(subparsers)
     add_report_parser(subparsers)
     add_info_parsers(subparsers)
     return parser

@@ -15,6 +15,7 @@ objects to these functions and never parses a file name or a file itself.
 - :mod:`~llmfbn.io._consistency`: the consistency document.
 - :mod:`~llmfbn.io._results`: the results CSV and its settings manifest.
 - :mod:`~llmfbn.io._pruning`: pruned model folders and their ``pruning.json``.
+- :mod:`~llmfbn.io._fingerprints`: the fingerprint table (``llmfbn fingerprint``).
 """
 
 from llmfbn.io._atomic import (
@@ -39,6 +40,14 @@ from llmfbn.io._errors import (
     ResumeMismatchError,
 )
 from llmfbn.io._events import EVENT_COLUMNS, events_path, read_events, write_events
+from llmfbn.io._fingerprints import (
+    FINGERPRINT_COLUMNS,
+    FINGERPRINT_METHODS,
+    check_fingerprints_output,
+    is_fingerprints_file,
+    read_fingerprints,
+    write_fingerprints,
+)
 from llmfbn.io._folders import (
     FOLDER_FILE,
     FOLDER_KINDS,
@@ -114,6 +123,8 @@ __all__ = [
     "run_reduction",
     "run_sibling",
     "write_events",
+    "FINGERPRINT_COLUMNS",
+    "FINGERPRINT_METHODS",
     "FOLDER_FILE",
     "FOLDER_KINDS",
     "GRID_FILE",
@@ -131,6 +142,7 @@ __all__ = [
     "ResultsTable",
     "atomic_path",
     "check_consistency_output",
+    "check_fingerprints_output",
     "check_folder",
     "check_format_version",
     "check_output_file",
@@ -143,6 +155,7 @@ __all__ = [
     "folder_kind",
     "folder_sha256",
     "is_consistency_file",
+    "is_fingerprints_file",
     "is_pruned_folder",
     "is_results_file",
     "jsonable",
@@ -151,6 +164,7 @@ __all__ = [
     "open_folder",
     "open_results",
     "read_consistency",
+    "read_fingerprints",
     "read_glm_folder",
     "read_grid",
     "read_json",
@@ -167,6 +181,7 @@ __all__ = [
     "settings_path",
     "write_atomic",
     "write_consistency",
+    "write_fingerprints",
     "write_glm_folder",
     "write_grid",
     "write_json",
