@@ -11,10 +11,17 @@ from llmfbn.cli._checks import check_finite, check_int_at_least, check_recording
 
 def add_networks_parsers(subparsers):
     p = subparsers.add_parser(
-        "networks", help="decompose a recording into functional networks (nilearn CanICA)",
+        "networks", help="decompose recordings into functional networks (nilearn CanICA)",
         description="Fit nilearn's CanICA or DictLearning (or temporal FastICA) on a "
-                    "recording folder; write z-maps, network masks and their top tokens.")
-    p.add_argument("in_dir", type=Path, help="recording folder (from `llmfbn record`)")
+                    "recording folder; write z-maps, network masks and their top tokens. "
+                    "Several recording folders (models with the same grid) are the "
+                    "subjects of one group decomposition; the folder then also says "
+                    "which networks each model expresses (models.csv, by dual "
+                    "regression).")
+    p.add_argument("in_dirs", type=Path, nargs="+", metavar="REC",
+                   help="recording folder(s) (from `llmfbn record`); several: one group "
+                        "decomposition over all their runs (same grid, signal and "
+                        "--reduce setting; the models may differ)")
     p.add_argument("--out", required=True, type=Path, help="networks folder to write")
     p.add_argument("--method", default="canica", choices=("canica", "dictlearning", "temporal_ica"))
     p.add_argument("--n-components", type=int, default=20)
@@ -65,7 +72,12 @@ def add_networks_parsers(subparsers):
 def _cmd_networks(args):
     from llmfbn.cluster import check_scheduler, require_distributed
     from llmfbn.io import check_output_folder
-    from llmfbn.networks import NetworkDecomposition, parse_memory_size, top_tokens
+    from llmfbn.networks import (
+        NetworkDecomposition,
+        find_group_runs,
+        parse_memory_size,
+        top_tokens,
+    )
 
     # every cheap check before any image is read
     check_finite(args.threshold, "--threshold")
@@ -88,7 +100,10 @@ def _cmd_networks(args):
                              "(temporal_ica is one FastICA in this process). '--method "
                              "temporal_ica' was provided.")
         require_distributed()
-    check_recording_folder(args.in_dir)
+    for in_dir in args.in_dirs:
+        check_recording_folder(in_dir, "REC")
+    if len(args.in_dirs) > 1:
+        find_group_runs(args.in_dirs, task=args.task)  # one grid, signal, kind; no duplicate
     check_output_folder(args.out, "networks", overwrite=args.force)
     verbose = 0 if args.quiet else 1
     est = NetworkDecomposition(
@@ -96,13 +111,15 @@ def _cmd_networks(args):
         threshold_mode="two_sided" if args.two_sided else "positive", top_k=args.top_k,
         task=args.task, group_pca=args.group_pca, memory_budget=budget,
         scheduler=args.scheduler, random_state=args.random_state, n_jobs=n_jobs, verbose=verbose)
-    est.fit(args.in_dir)
+    est.fit(args.in_dirs[0] if len(args.in_dirs) == 1 else args.in_dirs)
     if est.reduced_:
         print("llmfbn: note: top tokens skipped: the runs are reduced (record --reduce) and "
               "keep no tokens", file=sys.stderr)
     else:
+        labels = (None if est.expression_ is None else
+                  [str(r.path) for r in est.recordings_ for _ in r.runs])
         est.networks_.top_tokens = top_tokens(est.networks_, est.run_paths_,
-                                              n_tokens=args.n_top_tokens)
+                                              n_tokens=args.n_top_tokens, recordings=labels)
     est.save(args.out, overwrite=args.force)
     sizes = est.networks_.sizes
     print(f"Networks in {args.out.resolve()}: {len(sizes)} from {args.method} on "
@@ -110,6 +127,14 @@ def _cmd_networks(args):
           f"{int(np.median(sizes))}, max {sizes.max()} neurons")
     for k, rows in enumerate((est.networks_.top_tokens or [])[:5]):
         print(f"  network {k}: " + " | ".join(r["context"] for r in rows[:3]))
+    if est.expression_ is not None:
+        expression = est.expression_
+        print(f"Networks each model expresses (spatial r >= {expression.min_r:g}, "
+              f"models.csv):")
+        for model, recording, row in zip(expression.models, est.recordings_,
+                                         expression.expressed):
+            print(f"  {model or recording.path}: {int(row.sum())} of {len(row)} "
+                  f"({recording.path})")
 
 
 def available_cores():

@@ -16,8 +16,10 @@ objects to these functions and never parses a file name or a file itself.
 - :mod:`~llmfbn.io._results`: the results CSV and its settings manifest.
 - :mod:`~llmfbn.io._pruning`: pruned model folders and their ``pruning.json``.
 - :mod:`~llmfbn.io._fingerprints`: the fingerprint table (``llmfbn fingerprint``).
+- :mod:`~llmfbn.io._atlas`: network atlas folders (``llmfbn.datasets.load_atlas``).
 """
 
+from llmfbn.io._atlas import ATLAS_FILE, ATLAS_MAPS, is_atlas_folder, read_atlas, write_atlas
 from llmfbn.io._atomic import (
     TMP_PREFIX,
     atomic_path,
@@ -70,7 +72,13 @@ from llmfbn.io._grid import GRID_FILE, read_grid, write_grid
 from llmfbn.io._hashing import file_sha256, folder_sha256
 from llmfbn.io._json import check_format_version, jsonable, read_json
 from llmfbn.io._lock import OutputLock, lock_path
-from llmfbn.io._networks import NetworksFolder, read_networks_folder, write_networks_folder
+from llmfbn.io._networks import (
+    MODELS_COLUMNS,
+    MODELS_FILE,
+    NetworksFolder,
+    read_networks_folder,
+    write_networks_folder,
+)
 from llmfbn.io._pruning import (
     PRUNING_FILE,
     check_pruned_output,
@@ -107,6 +115,8 @@ from llmfbn.io._results import (
 )
 
 __all__ = [
+    "ATLAS_FILE",
+    "ATLAS_MAPS",
     "EVENT_COLUMNS",
     "RecordingLayout",
     "bids_label",
@@ -128,6 +138,8 @@ __all__ = [
     "FOLDER_FILE",
     "FOLDER_KINDS",
     "GRID_FILE",
+    "MODELS_COLUMNS",
+    "MODELS_FILE",
     "TMP_PREFIX",
     "FolderKindError",
     "FormatError",
@@ -143,6 +155,9 @@ __all__ = [
     "atomic_path",
     "check_consistency_output",
     "check_fingerprints_output",
+    "is_atlas_folder",
+    "read_atlas",
+    "write_atlas",
     "check_folder",
     "check_format_version",
     "check_output_file",

@@ -33,6 +33,8 @@ from llmfbn.networks._decomposition import (
     find_recording_images,
     split_half_reproducibility,
 )
+from llmfbn.networks._expression import EXPRESSED_MIN_R, ModelExpression, model_expression
+from llmfbn.networks._group import GroupRecording, find_group_runs
 from llmfbn.networks._group_pca import MIGP, parse_memory_size
 from llmfbn.networks._networks import FunctionalNetworks, threshold_maps, zscore_maps
 from llmfbn.networks._provenance import LeakageWarning, check_leakage, source_files
@@ -41,12 +43,15 @@ from llmfbn.networks._timeseries import network_time_series, top_tokens
 __all__ = [
     "CONNECTIVITY_KINDS",
     "Connectome",
+    "EXPRESSED_MIN_R",
     "FunctionalNetworks",
+    "GroupRecording",
     "GroupTemplate",
     "LeakageWarning",
     "MIGP",
     "MatchReport",
     "Matching",
+    "ModelExpression",
     "NetworkComparison",
     "NetworkDecomposition",
     "PairComparison",
@@ -56,12 +61,14 @@ __all__ = [
     "check_leakage",
     "compare_networks",
     "describe_match",
+    "find_group_runs",
     "find_recording_images",
     "format_times_chance",
     "group_template",
     "iou",
     "match_networks",
     "match_summary",
+    "model_expression",
     "network_connectivity",
     "network_time_series",
     "null_matched_correlation",

@@ -19,6 +19,8 @@ from sklearn.utils.validation import check_is_fitted
 from llmfbn._utils import check_choice, check_positive_int, log
 from llmfbn.cluster import check_scheduler, connect, require_distributed
 from llmfbn.io import check_token_runs, find_runs, run_reduction, write_networks_folder
+from llmfbn.networks._expression import EXPRESSED_MIN_R, model_expression
+from llmfbn.networks._group import GroupRecording, find_group_runs, is_recording_list
 from llmfbn.networks._group_pca import (
     MIGP,
     MIGP_ROWS_PER_COMPONENT,
@@ -152,6 +154,15 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
     migp_ : MIGP or None
         The running matrix's bookkeeping (``capacity_``, ``n_reductions_``,
         ``n_rows_seen_``) when ``group_pca_ == "migp"``; its matrix is released.
+    recordings_ : list of GroupRecording
+        The recording folders fitted (path, model, weights hash, runs): the
+        folders given, or those the given runs lie in.
+    expression_ : ModelExpression or None
+        Fitted on several recording folders (models as subjects): which
+        networks each model expresses (see :func:`model_expression`),
+        written to the networks folder as ``models.csv``. None otherwise.
+    run_paths_ : list of Path
+        Every run fitted, in order.
     """
 
     def __init__(self, method="canica", n_components=20, threshold=DEFAULT_THRESHOLD,
@@ -191,12 +202,21 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         return DictLearning(alpha=self.alpha, **self._nilearn_kwargs())
 
     def fit(self, imgs, y=None):
-        """Fit on a recording folder or a list of ``_bold`` images.
+        """Fit on a recording folder, several models' recording folders, or ``_bold`` images.
+
+        Several recording folders are the subjects of one group decomposition:
+        every run of every recording goes to the one fit, and each model's
+        expression of each network is then measured by dual regression
+        (``expression_``). They must share the grid, signal and kind of run
+        (see :func:`find_group_runs`; checked before any image is read); the
+        models may differ. The networks' grid is the first recording's.
 
         Parameters
         ----------
         imgs : str, Path or list
-            See :func:`find_recording_images`.
+            A recording folder, a list of recording folders, or a list of
+            ``_bold`` images of one model (see :func:`find_recording_images`).
+            A list of one folder is that folder.
         y : None
             Ignored.
 
@@ -225,7 +245,7 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
                                  "(temporal_ica is one FastICA in this process). "
                                  "method='temporal_ica' was provided.")
             require_distributed()
-        paths, self.grid_ = find_recording_images(imgs, task=self.task)
+        paths, self.grid_, self.recordings_, several = _resolve_sources(imgs, self.task)
         self.mask_img_ = self.grid_.mask_img()
         self.n_timepoints_ = self._count_timepoints(paths)
         self.reduced_ = self._check_reduced(paths)
@@ -271,6 +291,10 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         if self.group_pca_ == "migp":
             params.update(migp_rows=self.migp_.n_rows, migp_capacity=self.migp_.capacity_,
                           migp_reductions=self.migp_.n_reductions_)
+        if several:
+            params.update(n_recordings=len(self.recordings_),
+                          models=[r.model for r in self.recordings_],
+                          expressed_min_r=EXPRESSED_MIN_R)
         self.networks_ = FunctionalNetworks.from_maps(
             maps, self.grid_, threshold=self.threshold, mode=self.threshold_mode,
             top_k=self.top_k, params=params)
@@ -279,6 +303,10 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
             warnings.warn(f"Threshold {self.threshold} selects no neuron in networks "
                           f"{empty.tolist()}; they are kept empty.", stacklevel=2)
         self.run_paths_ = paths
+        self.expression_ = None
+        if several:
+            self.expression_ = model_expression(self.networks_, self.recordings_,
+                                                verbose=self.verbose)
         return self
 
     def _group_rows(self):
@@ -475,10 +503,37 @@ class NetworkDecomposition(TransformerMixin, BaseEstimator):
         params = self.get_params()
         params["memory"] = None if params["memory"] is None else str(params["memory"])
         nets = self.networks_
-        return write_networks_folder(out_dir, nets.maps, nets.masks, nets.grid, nets.params,
-                                     nets.top_tokens, estimator=type(self).__name__,
-                                     estimator_params=params, runs=self.run_paths_,
-                                     overwrite=overwrite)
+        several = self.expression_ is not None
+        return write_networks_folder(
+            out_dir, nets.maps, nets.masks, nets.grid, nets.params, nets.top_tokens,
+            estimator=type(self).__name__, estimator_params=params, runs=self.run_paths_,
+            recordings=[r.to_dict() for r in self.recordings_] if several else None,
+            models=self.expression_.to_frame() if several else None, overwrite=overwrite)
+
+
+def _resolve_sources(imgs, task):
+    """``(paths, grid, recordings, several)`` of what :meth:`NetworkDecomposition.fit` got.
+
+    A list of two or more recording folders (models as subjects) goes
+    through :func:`find_group_runs` (``several`` True); a folder, a
+    one-folder list or a list of ``_bold`` images (all of one model) through
+    :func:`find_recording_images`, ``recordings`` then being the folders the
+    runs lie in, one entry each.
+    """
+    if is_recording_list(imgs) and len(imgs) > 1:
+        return (*find_group_runs(list(imgs), task=task), True)
+    if is_recording_list(imgs):
+        imgs = imgs[0]
+    paths, grid = find_recording_images(imgs, task=task)
+    if isinstance(imgs, (str, Path)):
+        roots = {Path(imgs): paths}
+    else:
+        roots = {}
+        for path in paths:
+            roots.setdefault(path.parents[2], []).append(path)  # OUT/sub-*/func/*_bold
+    recordings = [GroupRecording(root, grid.model, grid.weights_hash, tuple(runs))
+                  for root, runs in roots.items()]
+    return paths, grid, recordings, False
 
 
 def _effective_jobs(n_jobs):

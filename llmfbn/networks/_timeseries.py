@@ -84,7 +84,7 @@ def network_time_series(networks, paths, method="mean", moments=None):
     return series
 
 
-def top_tokens(networks, paths, n_tokens=10, context=6, moments=None):
+def top_tokens(networks, paths, n_tokens=10, context=6, moments=None, recordings=None):
     """The tokens where each network is most active, with their context.
 
     Parameters
@@ -95,18 +95,30 @@ def top_tokens(networks, paths, n_tokens=10, context=6, moments=None):
     n_tokens : int, default 10
     context : int, default 6
         Tokens of left context shown before the top token (right context: 2).
+    moments : (mean, std), optional
+        Precomputed :func:`neuron_moments` of all ``paths``.
+    recordings : list of str, optional
+        Runs of several models (a group decomposition): per path, the
+        recording it belongs to. Each neuron is then z-scored over its own
+        recording's tokens (models differ in scale), the top tokens are taken
+        from every recording, and each row names its ``recording``.
+        Not with ``moments``.
 
     Returns
     -------
     list (one per network) of lists of dict
         ``{"run": file name, "onset": token index, "token": str,
-        "context": "... left [token] right", "activation": float}``,
+        "context": "... left [token] right", "activation": float}``, and
+        first ``"recording"`` when ``recordings`` is given,
         strongest first. ``activation`` is the network's mean z-scored activity.
         An empty network (no neuron passed its threshold) has no top tokens: ``[]``.
     """
     check_positive_int(n_tokens, "n_tokens")
     check_token_runs(paths, "top tokens")
-    series = network_time_series(networks, paths, moments=moments)
+    if recordings is None:
+        series = network_time_series(networks, paths, moments=moments)
+    else:
+        series = _series_per_recording(networks, paths, recordings, moments)
     candidates = [[] for _ in range(len(networks))]
     for run, values in enumerate(series):
         for k in range(len(networks)):
@@ -125,7 +137,27 @@ def top_tokens(networks, paths, n_tokens=10, context=6, moments=None):
             token = tokens[t] if tokens else "n/a"
             left = "".join(tokens[max(0, t - context):t]) if tokens else ""
             right = "".join(tokens[t + 1:t + 3]) if tokens else ""
-            rows.append({"run": Path(paths[run]).name, "onset": t, "token": token,
-                         "context": f"{left}[{token}]{right}", "activation": round(activation, 3)})
+            row = {} if recordings is None else {"recording": str(recordings[run])}
+            row.update({"run": Path(paths[run]).name, "onset": t, "token": token,
+                        "context": f"{left}[{token}]{right}",
+                        "activation": round(activation, 3)})
+            rows.append(row)
         out.append(rows)
     return out
+
+
+def _series_per_recording(networks, paths, recordings, moments):
+    """:func:`network_time_series` with each recording's runs z-scored over that recording."""
+    if moments is not None:
+        raise ValueError("'moments' must be None when 'recordings' is given (each "
+                         "recording's moments are computed from its own runs).")
+    if not isinstance(recordings, (list, tuple)) or len(recordings) != len(paths):
+        count = len(recordings) if isinstance(recordings, (list, tuple)) else recordings
+        raise ValueError(f"'recordings' must name the recording of each of the {len(paths)} "
+                         f"paths. {count!r} was provided.")
+    series = [None] * len(paths)
+    for label in dict.fromkeys(recordings):
+        index = [i for i, other in enumerate(recordings) if other == label]
+        for i, values in zip(index, network_time_series(networks, [paths[i] for i in index])):
+            series[i] = values
+    return series

@@ -14,6 +14,7 @@ from llmfbn.plotting._atlas import network_colors, plot_atlas, plot_layer_profil
 from llmfbn.plotting._connectome import plot_connectivity, plot_connectivity_comparison
 from llmfbn.plotting._interactive import view_brain_map, view_network
 from llmfbn.plotting._maps import LayerMosaic, plot_brain_map, plot_flat_map, plot_network
+from llmfbn.plotting._models import plot_model_expression
 from llmfbn.plotting._pruning import plot_pruning, pruning_map
 from llmfbn.plotting._recording import plot_carpet
 from llmfbn.plotting._results import (
@@ -36,6 +37,7 @@ __all__ = [
     "plot_flat_map",
     "plot_intervention",
     "plot_layer_profile",
+    "plot_model_expression",
     "plot_network",
     "plot_pruning",
     "pruning_map",

@@ -171,10 +171,13 @@ def _selection_text(summary):
 
 
 def _networks_section(item, n, max_networks, recordings, connectivity_runs):
+    from llmfbn.io import read_networks_folder
     from llmfbn.networks import FunctionalNetworks
     from llmfbn.plotting import plot_atlas, plot_layer_profile, plot_network
 
-    networks = FunctionalNetworks.load(item.path)
+    folder = read_networks_folder(item.path)
+    networks = FunctionalNetworks(folder.maps, folder.masks, folder.grid, folder.params,
+                                  folder.top_tokens)
     params = networks.params
     section = Section(f"Networks: {item.path.name}", f"networks-{n}")
     sizes = networks.sizes
@@ -183,6 +186,8 @@ def _networks_section(item, n, max_networks, recordings, connectivity_runs):
                            "n_timepoints") if params.get(k) is not None)
     section.note(f"{len(networks)} networks ({described}). Sizes: min {sizes.min()}, "
                  f"median {int(np.median(sizes))}, max {sizes.max()} neurons.")
+    if folder.models is not None:
+        _models_html(section, folder)
     section.add(figure_html(plot_atlas(networks), alt="atlas",
                             caption="All networks as an atlas (nilearn's plot_prob_atlas on "
                                     "the 4-D image of network masks)."))
@@ -215,13 +220,60 @@ def _networks_section(item, n, max_networks, recordings, connectivity_runs):
     return section
 
 
+def _models_html(section, folder):
+    """A group decomposition over several models: which networks each one expresses."""
+    from llmfbn.networks import EXPRESSED_MIN_R
+    from llmfbn.plotting import plot_model_expression
+
+    models, n_networks = folder.models, len(folder.masks)
+    min_r = folder.params.get("expressed_min_r", EXPRESSED_MIN_R)
+    section.note(
+        f"One group decomposition over the runs of {len(folder.recordings)} recordings "
+        f"(models as subjects; the maps above are the group's, on the grid of the first "
+        f"recording's model, {folder.grid.model}).")
+    section.heading("Which networks each model expresses")
+    section.note(
+        f"Dual regression: the group maps regressed on every token of each run (stage 1, a "
+        f"time course per network; amplitude = its RMS over tokens, averaged over the "
+        f"model's runs), then the model's activity regressed on those time courses (stage "
+        f"2, the model's own map), cross-fitted over two halves of the neurons so that a "
+        f"model whose neurons do not co-activate gets r near 0. Each cell: spatial r of the "
+        f"model's map with the group map; expressed (*) when r >= {min_r:g}.")
+    rows = []
+    for entry in folder.recordings:
+        mine = models[models["recording"] == entry["path"]].sort_values("network")
+        row = {"model": entry["model"], "recording": entry["path"],
+               "runs": entry["n_runs"], "expressed": f"{int(mine['expressed'].sum())} of "
+                                                     f"{n_networks}"}
+        for record in mine.to_dict("records"):
+            row[f"net {record['network']}"] = (f"{record['spatial_r']:.2f}"
+                                               + (" *" if record["expressed"] else ""))
+        rows.append(row)
+    section.add(table_html(rows, ["model", "recording", "runs", "expressed"]
+                           + [f"net {k}" for k in range(n_networks)]))
+    section.add(figure_html(plot_model_expression(models), alt="model expression",
+                            caption="Spatial r of each model's own map (rows) with each group "
+                                    "network's map (columns); outlined: expressed."))
+    section.add(figure_html(plot_model_expression(models, values="amplitude"),
+                            alt="model amplitude",
+                            caption="Amplitude of each network's time course in each model "
+                                    "(RMS over tokens of the stage-1 time course, neurons "
+                                    "z-scored per run); outlined: expressed."))
+
+
 def _tokens_html(tokens, n=8):
     """The tokens where a network is most active, as a short list ('' when there are none)."""
     if not tokens:
         return ""
-    lines = "".join(f"<li>{html.escape(row['context'])} <b>{row['activation']:.2f}</b></li>"
-                    for row in tokens[:n])
+    lines = "".join(f"<li>{_recording_tag(row)}{html.escape(row['context'])} "
+                    f"<b>{row['activation']:.2f}</b></li>" for row in tokens[:n])
     return f"<p class=\"note\">Top tokens</p><ol class=\"tokens\">{lines}</ol>"
+
+
+def _recording_tag(row):
+    """``[recording] `` before a top token of a group decomposition ('' otherwise)."""
+    recording = row.get("recording")
+    return f"[{html.escape(Path(str(recording)).name)}] " if recording else ""
 
 
 def _connectivity_html(networks, recordings, max_runs):
