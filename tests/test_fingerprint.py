@@ -343,9 +343,14 @@ def test_table_is_checked_when_written_and_read(tmp_path):
     import pandas as pd
 
     row = {"reference": "a", "candidate": "b", "method": "fbn", "score": 0.5, "p_value": 0.01,
-           "null_mean": 0.1, "n_components": 3, "n_words": 40, "random_state": 0}
+           "null_mean": 0.1, "n_components": 3, "n_words": 40, "random_state": 0,
+           "reference_networks": "atlas:smollm2-135m"}
     path = write_fingerprints(tmp_path / "t.csv", pd.DataFrame([row]))
     assert read_fingerprints(path).to_dict("records") == [row]
+    # format 1 (no reference_networks column) is read, its networks fitted by CanICA
+    old = tmp_path / "format1.csv"
+    pd.DataFrame([row]).drop(columns="reference_networks").to_csv(old, index=False)
+    assert read_fingerprints(old).to_dict("records") == [dict(row, reference_networks="canica")]
     with pytest.raises(ValueError, match="'score' must lie in"):
         write_fingerprints(tmp_path / "u.csv", pd.DataFrame([dict(row, score=1.5)]))
     assert not (tmp_path / "u.csv").exists()

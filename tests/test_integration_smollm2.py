@@ -82,3 +82,20 @@ def test_gguf_cache_gives_identical_model(tmp_path, monkeypatch):
         np.testing.assert_array_equal(cached.model(**ids).logits.numpy(),
                                       direct(**ids).logits.numpy())
     assert cached.weights_hash == f"sha256:{digest}"
+
+
+def test_fingerprint_takes_the_shipped_atlas_as_smollm2s_networks(smollm2):
+    """``reference_atlas="auto"``: SmolLM2's networks are the shipped atlas's, not refitted."""
+    from llmfbn.datasets import load_atlas
+    from llmfbn.fingerprint import fingerprint
+
+    atlas = load_atlas("smollm2-135m")
+    assert atlas.grid.weights_hash == smollm2.weights_hash
+    texts = [row["text"] for row in _sst2_dev(16)]
+    table = fingerprint(smollm2, [smollm2], texts, n_permutations=19)
+    assert (table["reference_networks"] == "atlas:smollm2-135m").all()
+    assert (table["n_components"] == len(atlas.labels)).all()
+    fbn, cka = table.set_index("method").loc[["fbn", "cka"], "score"]
+    assert cka == pytest.approx(1.0)
+    # the atlas's networks, found on WikiText-2, against SmolLM2's own on these sentences
+    assert 0.3 < fbn < 1.0

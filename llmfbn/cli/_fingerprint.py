@@ -5,7 +5,7 @@ from pathlib import Path
 #: Library parameter names in error messages -> the flags of ``llmfbn fingerprint``.
 _FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "texts", "n_components", "n_permutations", "max_tokens", "batch_size", "random_state",
-    "model_dtype", "device")}
+    "model_dtype", "device", "scheduler", "reference_atlas")}
 
 
 def add_fingerprint_parser(subparsers):
@@ -27,9 +27,14 @@ def add_fingerprint_parser(subparsers):
                    help="text file, one text per line (.jsonl/.csv/.tsv: the 'text' column)")
     p.add_argument("--out", required=True, type=Path,
                    help="the fingerprint table (.csv; never replaced without --force)")
-    p.add_argument("--n-components", type=int, default=10,
-                   help="networks per model (default 10); the texts must give at least 5 "
-                        "words per network")
+    p.add_argument("--n-components", type=int,
+                   help="networks per model (default: the reference atlas's number of "
+                        "networks, else 10); the texts must give at least 5 words per network")
+    p.add_argument("--reference-atlas", default="auto", metavar="ATLAS",
+                   help="where the reference's networks come from: auto (default: the "
+                        "built-in atlas of the reference's model, smollm2-135m for the "
+                        "default model, else CanICA on the texts), none (CanICA on the "
+                        "texts), a built-in atlas name or an atlas folder")
     p.add_argument("--random-state", type=int, default=0,
                    help="seed of CanICA and of the nulls (default 0)")
     p.add_argument("--n-permutations", type=int, default=200,
@@ -41,6 +46,12 @@ def add_fingerprint_parser(subparsers):
     p.add_argument("--model-dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="weight dtype of the models (default float32); activations are "
                         "float32")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run each model as a task on a Dask cluster: local:N (N worker "
+                        "processes on this machine) or a running scheduler's address "
+                        "(tcp://host:8786) or scheduler file (.json); the workers load the "
+                        "models and must see this filesystem; this process loads none "
+                        "(default: this process)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing fingerprint table at --out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress; print the path")
@@ -69,7 +80,8 @@ def _cmd_fingerprint(args):
                             n_permutations=args.n_permutations, max_tokens=args.max_tokens,
                             batch_size=args.batch_size, device=args.device,
                             model_dtype=args.model_dtype, random_state=args.random_state,
-                            verbose=0 if args.quiet else 1)
+                            reference_atlas=args.reference_atlas,
+                            scheduler=args.scheduler, verbose=0 if args.quiet else 1)
         path = write_fingerprints(args.out, table, overwrite=args.force)
     except (ValueError, TypeError, FileNotFoundError) as err:
         raise _in_flags(err) from None
@@ -79,7 +91,8 @@ def _cmd_fingerprint(args):
     first = table.iloc[0]
     print(f"Fingerprints of {table['candidate'].nunique()} candidates against "
           f"{first['reference']!r}: {first['n_components']} networks, {first['n_words']} "
-          f"words, {args.n_permutations} null draws (random_state {first['random_state']})")
+          f"words, {args.n_permutations} null draws (random_state {first['random_state']}); "
+          f"the reference's networks from {first['reference_networks']}")
     for row in table.itertuples():
         print(f"  {row.candidate}  {row.method}: score {row.score:.3f}, p = {row.p_value:.3g} "
               f"(null mean {row.null_mean:.3f})")

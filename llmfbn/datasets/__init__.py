@@ -4,6 +4,8 @@ Nothing is ever downloaded.
 
 - :func:`load_probe_texts` and :func:`load_probe_heldout` read the team's
   small built-in texts, shipped inside the package.
+- :func:`load_atlas` reads a network atlas shipped inside the package (the
+  default model's ICASSO-stable networks on WikiText-2) or an atlas folder.
 - The standard datasets (WikiText-2, SST-2, PIQA, ARC, OpenBookQA,
   WinoGrande, BoolQ) are read from a local folder laid out like
   ``<folder>/sst2/train.tsv``: the ``data_dir`` argument, else the
@@ -22,6 +24,7 @@ followed by the first paragraph of the ``PROVENANCE.md`` found beside the
 data file.
 """
 
+from llmfbn.datasets._atlas import ATLASES, atlas_path, load_atlas
 from llmfbn.datasets._base import DATA_ENV, get_data_dir
 from llmfbn.datasets._probe import load_probe_heldout, load_probe_texts
 from llmfbn.datasets._standard import (
@@ -35,9 +38,12 @@ from llmfbn.datasets._standard import (
 )
 
 __all__ = [
+    "ATLASES",
     "DATA_ENV",
+    "atlas_path",
     "get_data_dir",
     "load_arc",
+    "load_atlas",
     "load_boolq",
     "load_openbookqa",
     "load_piqa",

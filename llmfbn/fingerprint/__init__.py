@@ -44,6 +44,15 @@ scores each candidate against the reference on the same texts. Method:
    neurons), in [0, 1]. Null (:func:`cka_null`): the candidate's words
    permuted within each text.
 
+6. **An atlas as the reference's networks** (``reference_atlas``,
+   :mod:`llmfbn.fingerprint._reference`). Instead of CanICA on the texts,
+   the reference's networks may be an atlas's fixed maps of the reference
+   model (:func:`llmfbn.datasets.load_atlas`; ``"auto"`` takes the built-in
+   ``"smollm2-135m"`` atlas for the default model): their time courses are
+   the reference's standardised word activations regressed on the maps
+   (:func:`atlas_time_courses`); the candidates' networks are fitted as in
+   step 3, as many as the atlas has.
+
 Each null has ``n_permutations`` draws; ``p_value = (1 + #(null >= score)) /
 (1 + n_permutations)`` (:func:`p_value`), reported with the null's mean. The
 same inputs and ``random_state`` give the same table, bit for bit.
@@ -54,7 +63,7 @@ reading the same texts share word-driven structure and may both reach the
 smallest p-value; the scores tell them apart.
 """
 
-from llmfbn.fingerprint._activations import word_activations
+from llmfbn.fingerprint._activations import model_grid, word_activations
 from llmfbn.fingerprint._align import (
     TokenWords,
     WordAxis,
@@ -63,13 +72,24 @@ from llmfbn.fingerprint._align import (
     token_words,
     word_spans,
 )
-from llmfbn.fingerprint._fingerprint import METHODS, MIN_WORDS_PER_COMPONENT, fingerprint
+from llmfbn.fingerprint._fingerprint import (
+    DEFAULT_N_COMPONENTS,
+    METHODS,
+    MIN_WORDS_PER_COMPONENT,
+    fingerprint,
+)
 from llmfbn.fingerprint._networks import (
     ModelNetworks,
     canonical_order,
     fit_networks,
     standardize,
     time_courses,
+)
+from llmfbn.fingerprint._reference import (
+    ReferenceAtlas,
+    atlas_time_courses,
+    choose_reference_atlas,
+    read_reference_atlas,
 )
 from llmfbn.fingerprint._scores import (
     centred_gram,
@@ -83,14 +103,18 @@ from llmfbn.fingerprint._scores import (
 )
 
 __all__ = [
+    "DEFAULT_N_COMPONENTS",
     "METHODS",
     "MIN_WORDS_PER_COMPONENT",
     "ModelNetworks",
+    "ReferenceAtlas",
+    "atlas_time_courses",
     "TokenWords",
     "WordAxis",
     "canonical_order",
     "centred_gram",
     "check_fast_tokenizer",
+    "choose_reference_atlas",
     "circular_shifts",
     "cka_null",
     "fbn_null",
@@ -98,7 +122,9 @@ __all__ = [
     "fingerprint",
     "fit_networks",
     "linear_cka",
+    "model_grid",
     "p_value",
+    "read_reference_atlas",
     "shared_words",
     "standardize",
     "time_courses",

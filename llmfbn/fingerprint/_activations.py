@@ -8,7 +8,7 @@ from llmfbn.evaluation._forward import pad_id
 from llmfbn.grid import NeuronGrid
 from llmfbn.recording import ActivationRecorder
 
-__all__ = ["BATCH_BYTES", "word_activations"]
+__all__ = ["BATCH_BYTES", "model_grid", "word_activations"]
 
 #: Most bytes of a batch's float32 activation buffer (padded tokens x layers x width x 4),
 #: as ``llmfbn record``'s default ``--batch-memory``.
@@ -54,6 +54,22 @@ def _word_means(act, words, n_words):
     return means.reshape((n_words,) + tuple(act.shape[1:])).cpu().numpy()
 
 
+def _grid(loaded, recorder):
+    units = None if recorder.units is None else [u.tolist() for u in recorder.units]
+    return NeuronGrid(len(recorder.layers), recorder.width, layers=recorder.layers,
+                      model=loaded.name, signal="mlp", weights_hash=loaded.weights_hash,
+                      model_layers=recorder.location.n_layers, units=units)
+
+
+def model_grid(loaded):
+    """The neuron grid of ``loaded``'s ``mlp`` neurons, every layer (no forward pass).
+
+    A pruned model's grid is its source model's, with the units it kept
+    present; the grid carries the model's name and weights hash.
+    """
+    return _grid(loaded, ActivationRecorder(loaded.model, signal="mlp"))
+
+
 def word_activations(loaded, token_words, axis, batch_size=8, desc="model", verbose=0):
     """Record the ``mlp`` signal of every layer and average it over each word's tokens.
 
@@ -85,10 +101,7 @@ def word_activations(loaded, token_words, axis, batch_size=8, desc="model", verb
         units it kept present).
     """
     recorder = ActivationRecorder(loaded.model, signal="mlp")
-    units = None if recorder.units is None else [u.tolist() for u in recorder.units]
-    grid = NeuronGrid(len(recorder.layers), recorder.width, layers=recorder.layers,
-                      model=loaded.name, signal="mlp", weights_hash=loaded.weights_hash,
-                      model_layers=recorder.location.n_layers, units=units)
+    grid = _grid(loaded, recorder)
     out = np.zeros((axis.n_words, grid.n_neurons), dtype=np.float32)
     starts = axis.starts
     lengths = [len(ids) if axis.lengths[t] else 0 for t, ids in enumerate(token_words.token_ids)]

@@ -2,12 +2,13 @@
 
 One CSV, one row per candidate and method::
 
-    reference,candidate,method,score,p_value,null_mean,n_components,n_words,random_state
-    smollm2-135m,pruned/,fbn,0.93...,0.00497...,0.21...,10,2048,0
+    reference,candidate,method,score,p_value,null_mean,n_components,n_words,random_state,reference_networks
+    smollm2-135m,pruned/,fbn,0.93...,0.00497...,0.21...,13,2048,0,atlas:smollm2-135m
 
-Its header is its format (format 1: exactly :data:`FINGERPRINT_COLUMNS`, in
-this order); :func:`read_fingerprints` refuses any other header and any value
-out of range, naming the file and the row. The table is written atomically
+Its header is its format (format 2: exactly :data:`FINGERPRINT_COLUMNS`, in
+this order; format 1 lacked ``reference_networks`` and is read with
+``"canica"`` there); :func:`read_fingerprints` refuses any other header and
+any value out of range, naming the file and the row. The table is written atomically
 under the output's lock. An existing table is replaced only with
 ``overwrite``; a file of another kind (a results CSV, any other CSV) and a
 path inside a folder llmfbn wrote as a whole are never replaced.
@@ -39,11 +40,15 @@ __all__ = [
 #: - ``null_mean``: the mean score under the null, in [0, 1].
 #: - ``n_components``: networks per model; ``n_words``: words compared;
 #:   ``random_state``: the seed.
+#: - ``reference_networks``: where the reference's networks come from:
+#:   ``canica`` (fitted on the texts) or ``atlas:<name or folder>``.
 FINGERPRINT_COLUMNS = ["reference", "candidate", "method", "score", "p_value", "null_mean",
-                       "n_components", "n_words", "random_state"]
+                       "n_components", "n_words", "random_state", "reference_networks"]
+#: Format 1's header (before ``reference_networks``): read as ``canica``.
+_FORMAT1_COLUMNS = FINGERPRINT_COLUMNS[:-1]
 #: ``fbn``: matched network time courses; ``cka``: linear CKA of the activations.
 FINGERPRINT_METHODS = ("fbn", "cka")
-_TEXT_COLUMNS = ("reference", "candidate", "method")
+_TEXT_COLUMNS = ("reference", "candidate", "method", "reference_networks")
 _UNIT_COLUMNS = ("score", "null_mean")
 _COUNT_COLUMNS = {"n_components": 1, "n_words": 1, "random_state": 0}
 _WHAT = "fingerprint table"
@@ -59,10 +64,10 @@ def _header(path):
 
 def is_fingerprints_file(path):
     """True when ``path`` is a ``.csv`` file whose header is :data:`FINGERPRINT_COLUMNS`
-    (:func:`read_fingerprints` checks the rows)."""
+    or format 1's (:func:`read_fingerprints` checks the rows)."""
     path = Path(path)
     return (path.suffix.lower() == ".csv" and path.is_file()
-            and _header(path) == FINGERPRINT_COLUMNS)
+            and _header(path) in (FINGERPRINT_COLUMNS, _FORMAT1_COLUMNS))
 
 
 def _is_count(value, minimum):
@@ -127,6 +132,8 @@ def read_fingerprints(path):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
             ValueError) as err:
         raise FormatError(f"{path} is not a valid {_WHAT}: {err}") from None
+    if list(frame.columns) == _FORMAT1_COLUMNS:
+        frame["reference_networks"] = "canica"
     for column in _UNIT_COLUMNS + ("p_value",):
         if column in frame.columns:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
