@@ -99,3 +99,7 @@ def test_fingerprint_takes_the_shipped_atlas_as_smollm2s_networks(smollm2):
     assert cka == pytest.approx(1.0)
     # the atlas's networks, found on WikiText-2, against SmolLM2's own on these sentences
     assert 0.3 < fbn < 1.0
+    # a number of networks asked for: CanICA on the texts for the reference too
+    table = fingerprint(smollm2, [smollm2], texts, n_components=3, n_permutations=9)
+    assert (table["reference_networks"] == "canica").all()
+    assert table.set_index("method").loc["fbn", "score"] == pytest.approx(1.0)

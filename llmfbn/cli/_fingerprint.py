@@ -33,8 +33,9 @@ def add_fingerprint_parser(subparsers):
     p.add_argument("--reference-atlas", default="auto", metavar="ATLAS",
                    help="where the reference's networks come from: auto (default: the "
                         "built-in atlas of the reference's model, smollm2-135m for the "
-                        "default model, else CanICA on the texts), none (CanICA on the "
-                        "texts), a built-in atlas name or an atlas folder")
+                        "default model, unless --n-components is given; else CanICA on the "
+                        "texts), none (CanICA on the texts), a built-in atlas name or an "
+                        "atlas folder")
     p.add_argument("--random-state", type=int, default=0,
                    help="seed of CanICA and of the nulls (default 0)")
     p.add_argument("--n-permutations", type=int, default=200,

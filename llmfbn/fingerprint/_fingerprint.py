@@ -304,10 +304,11 @@ def fingerprint(reference, candidates, texts, n_components=None, n_permutations=
     reference_atlas : "auto", "none", str or Path, default "auto"
         Where the reference's networks come from. ``"auto"``: the built-in
         atlas of the reference's model (:data:`llmfbn.datasets.ATLASES`,
-        matched by weights hash) when there is one, else CanICA on the
-        texts. ``"none"`` (or None): CanICA on the texts. A built-in atlas
-        name or an atlas folder (:func:`llmfbn.io.write_atlas`): that atlas,
-        which must be of the reference model (its grid and weights).
+        matched by weights hash) when there is one and ``n_components`` is
+        not given, else CanICA on the texts. ``"none"`` (or None): CanICA
+        on the texts. A built-in atlas name or an atlas folder
+        (:func:`llmfbn.io.write_atlas`): that atlas, which must be of the
+        reference model (its grid and weights).
     scheduler : str, optional
         Run the models on a Dask cluster (:func:`llmfbn.cluster.connect`):
         ``"local:N"``, a scheduler's address (``"tcp://host:8786"``) or a
@@ -370,6 +371,8 @@ def fingerprint(reference, candidates, texts, n_components=None, n_permutations=
         for model, (words, grid) in zip(models, run.words(models, textset.texts, max_tokens)):
             model.words = words
             grids.append(grid)
+        if reference_atlas == "auto" and n_components is not None:
+            reference_atlas = "none"  # a number of networks asked for: CanICA for all
         atlas = choose_reference_atlas(reference_atlas, atlas, grids[0], models[0].label)
         if n_components is None:
             n_components = DEFAULT_N_COMPONENTS if atlas is None else atlas.n_networks
