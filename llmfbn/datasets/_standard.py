@@ -50,14 +50,14 @@ def load_wikitext2(data_dir=None, path=None):
         - ``text`` : str, the whole file exactly as stored (the usual input of
           WikiText-2 perplexity).
         - ``paragraphs`` : list of str, length n_paragraphs. The file's
-          lines that are neither blank nor a heading (`` = Title = ``,
-          `` = = Section = = ``, ...), stripped of their leading and trailing
-          space; WikiText's tokenisation (`` @-@ ``, `` , ``) is kept.
+          lines that are neither blank nor a heading (``" = Title = "``,
+          ``" = = Section = = "``, ...), stripped of their leading and trailing
+          space; WikiText's tokenisation (``" @-@ "``, ``" , "``) is kept.
         - ``paragraph_articles`` : list of int, length n_paragraphs, the
           index in ``articles`` of each paragraph's article (e.g. to split
           the paragraphs into disjoint halves by article).
         - ``articles`` : list of (str, str), length n_articles (62): the
-          title of each top-level `` = Title = `` heading, and the article's
+          title of each top-level ``" = Title = "`` heading, and the article's
           non-blank lines after it (section headings included, each line
           stripped) joined with ``"\\n"``.
         - ``path`` : pathlib.Path of the file read.
