@@ -7,7 +7,7 @@ nilearn's decompositions, maskers and plotting accept unchanged.
 ``llmfbn.grid`` needs no torch; the names that do are imported on first use.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _LAZY = {
     "NeuronGrid": "llmfbn.grid",
