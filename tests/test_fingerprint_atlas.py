@@ -2,36 +2,24 @@
 
 import numpy as np
 import pytest
-import torch
-from test_fingerprint import K, _permuted, _rows, _texts  # noqa: I001  (shared helpers)
+from test_fingerprint import (  # the shared helpers; the autouse one-torch-thread fixture
+    K,
+    _one_torch_thread,  # noqa: F401
+    _permuted,
+    _rows,
+    _texts,
+)
 
 from conftest import make_loaded
 from llmfbn.cli import main
-from llmfbn.fingerprint import fingerprint
+from llmfbn.fingerprint import fingerprint, model_grid
 from llmfbn.grid import NeuronGrid
 from llmfbn.io import read_fingerprints, write_atlas
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _grid_of(loaded):
-    from llmfbn.recording import ActivationRecorder
-
-    recorder = ActivationRecorder(loaded.model, signal="mlp")
-    return NeuronGrid(len(recorder.layers), recorder.width, layers=recorder.layers,
-                      model=loaded.name, signal="mlp", weights_hash=loaded.weights_hash,
-                      model_layers=recorder.location.n_layers)
-
-
 def _atlas(path, loaded, n=K, seed=0, grid=None):
     """An atlas of ``n`` sparse random maps on ``loaded``'s grid."""
-    grid = _grid_of(loaded) if grid is None else grid
+    grid = model_grid(loaded) if grid is None else grid
     rng = np.random.default_rng(seed)
     maps = rng.normal(size=(n, grid.n_layers, grid.width)) * (rng.random(
         (n, grid.n_layers, grid.width)) < 0.3)

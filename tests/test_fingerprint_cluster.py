@@ -8,38 +8,25 @@ that depend on it).
 """
 
 import os
-from contextlib import contextmanager
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_fingerprint import K, _one_line_error, _texts
+from test_record_cluster import threads
 
-from conftest import WORDS, make_loaded
+from conftest import make_loaded
 from llmfbn.cli import main
 from llmfbn.cluster import TaskFailedError, connect
 from llmfbn.fingerprint import _fingerprint, fingerprint
 
 distributed = pytest.importorskip("distributed")
 
-K = 3  # networks per model: the texts give 15 words per network
-_VOCAB = [w for w in WORDS if w not in ",.!?"]
-
-
-def _texts(n=14, seed=0):
-    rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(_VOCAB, size=rng.integers(8, 16))) + " ." for _ in range(n)]
-
-
-@contextmanager
-def threads(n):
-    """This process's torch threads set to ``n`` (a cluster worker's) for the block."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+@pytest.fixture
+def texts_file(tmp_path):
+    path = tmp_path / "texts.txt"
+    path.write_text("\n".join(_texts()) + "\n")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +49,6 @@ def model_dirs(tmp_path_factory, tiny_model_dir):
         loaded.tokenizer.save_pretrained(root / name)
         folders[name] = root / name
     return folders
-
-
-@pytest.fixture
-def texts_file(tmp_path):
-    path = tmp_path / "texts.txt"
-    path.write_text("\n".join(_texts()) + "\n")
-    return path
-
-
-def _one_line_error(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
-    errors = [line for line in err if line.startswith("llmfbn: error:")]
-    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
-    return errors[0]
 
 
 def test_cluster_table_is_the_one_process_table_bit_for_bit(model_dirs, address, tmp_path,

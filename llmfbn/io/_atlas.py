@@ -24,7 +24,7 @@ from llmfbn import __version__
 from llmfbn.io._atomic import recover_interrupted, staging_name, swap_in, write_json
 from llmfbn.io._errors import FormatError, OutputExistsError
 from llmfbn.io._grid import read_grid, write_grid
-from llmfbn.io._json import check_format_version, read_json, require_keys
+from llmfbn.io._json import read_manifest, require_keys
 from llmfbn.io._lock import OutputLock
 
 __all__ = ["ATLAS_FILE", "ATLAS_MAPS", "is_atlas_folder", "read_atlas", "write_atlas"]
@@ -117,12 +117,7 @@ def read_atlas(path):
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not an atlas folder (no such folder).")
     manifest = path / ATLAS_FILE
-    document = read_json(manifest, what=ATLAS_FILE)
-    if document.get("kind") != ATLAS_KIND:
-        raise FormatError(f"{manifest} is not a valid {ATLAS_FILE}: its kind is "
-                          f"{document.get('kind')!r}, not {ATLAS_KIND!r}.")
-    check_format_version(document, manifest, ATLAS_FORMAT, what=ATLAS_FILE)
-    require_keys(document, _KEYS, manifest, what=ATLAS_FILE)
+    document = read_manifest(manifest, ATLAS_KIND, ATLAS_FORMAT, _KEYS, ATLAS_FILE)
     grid = read_grid(path)
     image = path / ATLAS_MAPS
     if not image.is_file():

@@ -88,6 +88,35 @@ def require_keys(document, keys, path, what="file"):
         raise FormatError(f"{path} is not a valid {what}: it lacks {missing}.")
 
 
+def read_manifest(path, kind, supported, keys, what):
+    """Read a JSON manifest of one ``kind`` and format: the kind, version and keys checked.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    kind : str
+        What its ``"kind"`` must say.
+    supported : int or sequence of int
+        Format versions this llmfbn reads (:func:`check_format_version`).
+    keys : sequence of str
+        Keys it must hold (:func:`require_keys`).
+    what : str
+        The file's name in messages.
+
+    Returns
+    -------
+    dict
+    """
+    document = read_json(path, what=what)
+    if document.get("kind") != kind:
+        raise FormatError(f"{path} is not a valid {what}: its kind is "
+                          f"{document.get('kind')!r}, not {kind!r}.")
+    check_format_version(document, path, supported, what=what)
+    require_keys(document, keys, path, what=what)
+    return document
+
+
 def jsonable(value):
     """Plain JSON types from dataclasses, numpy arrays and scalars; non-finite floats -> None."""
     import dataclasses

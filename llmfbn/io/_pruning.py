@@ -26,7 +26,7 @@ from llmfbn import __version__
 from llmfbn.io._atomic import recover_interrupted, staging_name, swap_in, write_json
 from llmfbn.io._errors import FolderKindError, FormatError, OutputExistsError
 from llmfbn.io._folders import FOREIGN, folder_kind
-from llmfbn.io._json import check_format_version, read_json, require_keys
+from llmfbn.io._json import read_manifest, require_keys
 from llmfbn.io._lock import OutputLock
 
 __all__ = [
@@ -122,12 +122,7 @@ def read_pruning(folder):
         A damaged, incomplete, inconsistent or too new manifest.
     """
     path = Path(folder) / PRUNING_FILE
-    document = read_json(path, what=PRUNING_FILE)
-    if document.get("kind") != PRUNED_KIND:
-        raise FormatError(f"{path} is not a valid {PRUNING_FILE}: its kind is "
-                          f"{document.get('kind')!r}, not {PRUNED_KIND!r}.")
-    check_format_version(document, path, PRUNING_FORMAT, what=PRUNING_FILE)
-    require_keys(document, _KEYS, path, what=PRUNING_FILE)
+    document = read_manifest(path, PRUNED_KIND, PRUNING_FORMAT, _KEYS, PRUNING_FILE)
     _check_consistent(document, path)
     return document
 

@@ -49,6 +49,7 @@ from llmfbn.io._json import check_format_version, read_json, require_keys
 from llmfbn.io._lock import OutputLock, lock_path
 
 __all__ = [
+    "is_run_image",
     "RecordingLayout",
     "bids_label",
     "check_recording_output",
@@ -109,15 +110,23 @@ def check_label(value, what):
                          f"{value!r} was provided.")
 
 
+_BOLD = "_bold.nii"
+
+
+def is_run_image(path):
+    """Whether ``path`` is named as a run image (``*_bold.nii`` or ``*_bold.nii.gz``)."""
+    return _BOLD in Path(path).name
+
+
 def run_sibling(bold, suffix):
     """Path of a run's other file: ``..._bold.nii[.gz]`` -> ``..._<suffix>``.
 
     ``suffix`` is e.g. ``"bold.json"`` (sidecar) or ``"events.tsv"``.
     """
     bold = Path(bold)
-    if "_bold.nii" not in bold.name:
+    if not is_run_image(bold):
         raise ValueError(f"{bold} is not a run image (a *_bold.nii or *_bold.nii.gz file).")
-    return bold.with_name(bold.name[: bold.name.index("_bold.nii")] + "_" + suffix)
+    return bold.with_name(bold.name[: bold.name.index(_BOLD)] + "_" + suffix)
 
 
 def run_name(bold):
@@ -242,7 +251,7 @@ def check_token_runs(paths, what):
     """
     for path in paths:
         path = Path(path)
-        if "_bold.nii" not in path.name or not _sidecar_of(path).is_file():
+        if not is_run_image(path) or not _sidecar_of(path).is_file():
             continue
         reduction = run_reduction(path)
         if reduction is not None:

@@ -12,7 +12,14 @@ from the folders' ``grid.json`` and description before any image is read.
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmfbn.io import check_folder, find_runs, read_description, read_grid, run_reduction
+from llmfbn.io import (
+    check_folder,
+    find_runs,
+    is_run_image,
+    read_description,
+    read_grid,
+    run_reduction,
+)
 
 __all__ = ["GroupRecording", "find_group_runs", "is_recording_list"]
 
@@ -51,7 +58,7 @@ def is_recording_list(source):
     """
     if not isinstance(source, (list, tuple)) or not source:
         return False
-    images = [isinstance(p, (str, Path)) and "_bold.nii" in Path(p).name for p in source]
+    images = [isinstance(p, (str, Path)) and is_run_image(p) for p in source]
     if all(images):
         return False
     if any(images):
